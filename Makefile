@@ -1,0 +1,44 @@
+# bearer: builds bearer/core.so for Lua 5.4 (build/5.4) and LuaJIT 2.1 (build/luajit).
+# `make test` and `make demo` are the README's two set-up commands: each
+# installs what is missing (Debian packages, as root) before it runs.
+
+LUA54_INC ?= /usr/include/lua5.4
+LUAJIT_INC ?= /usr/include/luajit-2.1
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+ALL_CFLAGS = $(CFLAGS) $(WARN) -std=c99 -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L
+LIBS = -lcurl -lcrypto
+
+SRC = src/core.c src/key.c src/client.c src/crypto.c src/error.c src/redact.c
+HDR = src/bearer.h src/compat.h
+
+BUSTED ?= busted --lua=lua5.4
+
+.PHONY: all build deps test check-memory demo clean
+
+all: build
+build: build/5.4/bearer/core.so build/luajit/bearer/core.so
+
+build/5.4/bearer/core.so: $(SRC) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -I$(LUA54_INC) -shared -o $@ $(SRC) $(LIBS)
+
+build/luajit/bearer/core.so: $(SRC) $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -I$(LUAJIT_INC) -shared -o $@ $(SRC) $(LIBS)
+
+deps:
+	@sh .ci/install-deps
+
+test: deps build
+	@sh .ci/run-specs
+
+check-memory: deps build
+	@sh .ci/check-memory
+
+demo: deps build
+	@sh examples/run-demo
+
+clean:
+	rm -rf build

@@ -1,0 +1,91 @@
+/*
+** bearer.h: what the C files of bearer/core.so share with each other.
+**
+** Only luaopen_bearer_core leaves the shared object. Everything declared
+** here is hidden (BEARER_INTERNAL) so that a symbol of ours can never clash
+** with one of the host (nginx, LuaJIT, another rock) at load time.
+*/
+#ifndef BEARER_H
+#define BEARER_H
+
+#include <stddef.h>
+#include "compat.h"
+
+#define BEARER_VERSION "0.1.0"
+
+#define BEARER_INTERNAL __attribute__((visibility("hidden")))
+#define BEARER_EXPORT __attribute__((visibility("default")))
+
+#define BEARER_KEY_MT    "bearer.Key"
+#define BEARER_CLIENT_MT "bearer.Client"
+#define BEARER_ERROR_MT  "bearer.Error"
+
+/* {====================================================== keys (key.c) */
+
+typedef enum {
+  BEARER_SCHEME_OVERTEN,
+  BEARER_SCHEME_OPTIVERSE,
+  BEARER_SCHEME_FIREBASE,
+  BEARER_SCHEME_WEBHOOK,
+  BEARER_SCHEME_TOKEN        /* any other bearer token: only the header rules */
+} bearer_scheme;
+
+typedef struct bearer_key {
+  unsigned char *secret;     /* own pages (mmap), NULL once closed */
+  size_t len;                /* bytes of secret, no terminator counted */
+  size_t map_len;            /* bytes mapped, a multiple of the page size */
+  bearer_scheme scheme;
+  double expires_at;         /* firebase 'exp' claim, or -1 when absent */
+  char prefix[24];           /* public part shown by tostring; never secret */
+} bearer_key;
+
+BEARER_INTERNAL void bearer_key_open(lua_State *L);
+/* The key at idx, raising if it is not a key or is closed. */
+BEARER_INTERNAL bearer_key *bearer_key_check(lua_State *L, int idx);
+/* The key at idx or NULL when it is not a key (closed keys included). */
+BEARER_INTERNAL bearer_key *bearer_key_test(lua_State *L, int idx);
+
+/* }====================================================== */
+
+/* {====================================================== clients (client.c) */
+
+BEARER_INTERNAL void bearer_client_open(lua_State *L);
+
+/* }====================================================== */
+
+/* {====================================================== errors (error.c) */
+
+BEARER_INTERNAL void bearer_error_open(lua_State *L);
+/* Pushes a new error object {kind=, code=, message=}. */
+BEARER_INTERNAL void bearer_error_push(lua_State *L, const char *kind,
+                                       const char *code, const char *fmt, ...);
+/* Pushes an error object and raises it; for caller input that is wrong. */
+BEARER_INTERNAL int bearer_error_raise(lua_State *L, const char *kind,
+                                       const char *code, const char *fmt, ...);
+
+/* }====================================================== */
+
+/* {====================================================== crypto (crypto.c) */
+
+BEARER_INTERNAL void bearer_crypto_open(lua_State *L);
+/* Lower-case hex of n bytes into out (2n+1 bytes, NUL-terminated). */
+BEARER_INTERNAL void bearer_hex(const unsigned char *in, size_t n, char *out);
+BEARER_INTERNAL void bearer_cleanse(void *p, size_t n);
+
+/* }====================================================== */
+
+/* {====================================================== redaction (redact.c) */
+
+/*
+** The one path every trace line and every server-supplied error text takes
+** before it reaches Lua: values of credential-bearing headers become
+** "[REDACTED]" and so does any occurrence of the secret's bytes. Pushes the
+** redacted copy of s[0..len) onto the stack.
+*/
+BEARER_INTERNAL void bearer_redact_push(lua_State *L, const char *s, size_t len,
+                                        const bearer_key *key);
+BEARER_INTERNAL void bearer_redact_open(lua_State *L);
+
+/* }====================================================== */
+
+#endif

@@ -1,0 +1,692 @@
+/*
+** client.c: bearer.Client, one libcurl easy handle and one transfer at a time.
+**
+** C does exactly one attempt per perform(); the retry policy, JSON and the
+** API error mapping live in lua/bearer/client.lua, because waiting between
+** attempts must be able to yield (ngx.sleep) and C must never call Lua that
+** might. No Lua code runs while libcurl is on the stack: callbacks only
+** append to buffers the client owns, and everything is pushed after
+** curl_easy_perform has returned.
+**
+** Ownership: the client owns its handle, its scratch buffers and this
+** transfer's header list; a longjmp out of a later lua_push* leaves them
+** with the client, which frees them on the next perform or on close.
+** The key is anchored in the userdata's user value table (field "key").
+*/
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "bearer.h"
+
+#define CLIENT_CURL_VER_GE(maj, min, pat) \
+  (LIBCURL_VERSION_NUM >= (((maj) << 16) | ((min) << 8) | (pat)))
+
+#define CLIENT_HEAD_MAX   (1024 * 1024)   /* response header bytes we accept */
+#define CLIENT_KEEP_BYTES (1024 * 1024)   /* scratch kept between transfers */
+
+typedef enum { CLIENT_AUTH_BEARER, CLIENT_AUTH_X_API_KEY } client_auth;
+static const char *const client_auth_names[] = { "bearer", "x-api-key", NULL };
+
+typedef struct client_buf {
+  char *p;
+  size_t n, cap;
+} client_buf;
+
+typedef struct bearer_client {
+  CURL *curl;               /* created lazily by the process that uses it */
+  pid_t pid;                /* that process: a fork gets a handle of its own */
+  int closed;
+  client_auth auth;
+  long timeout_ms, connect_timeout_ms;
+  curl_off_t max_response;  /* default cap on body bytes */
+  curl_off_t limit;         /* this transfer's cap */
+  int too_large;            /* the body ran past limit: abort, not a short read */
+  int out_of_memory;
+  char *user_agent, *ca_file, *proxy;   /* malloc'd copies, owned */
+  struct curl_slist *headers;           /* this transfer's; secret lines wiped */
+  client_buf body, head, trace_out, trace_in;
+  char errbuf[CURL_ERROR_SIZE];
+  bearer_key *key;          /* anchored in uservalue.key, NULL: no credential */
+} bearer_client;
+
+/* {====================================================== buffers */
+
+static int client_buf_add(client_buf *b, const char *p, size_t n) {
+  if (b->n + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 16384;
+    while (cap < b->n + n) cap *= 2;
+    /* No realloc: the old block may hold response secrets, wipe it first. */
+    char *q = malloc(cap);
+    if (q == NULL) return -1;
+    if (b->n) memcpy(q, b->p, b->n);
+    if (b->p) {
+      bearer_cleanse(b->p, b->n);
+      free(b->p);
+    }
+    b->p = q;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, p, n);
+  b->n += n;
+  return 0;
+}
+
+/* Wipes what the buffer held; drops the block if it grew past keep bytes. */
+static void client_buf_reset(client_buf *b, size_t keep) {
+  if (b->p) bearer_cleanse(b->p, b->n);
+  b->n = 0;
+  if (b->cap > keep) {
+    free(b->p);
+    b->p = NULL;
+    b->cap = 0;
+  }
+}
+
+static void client_free_headers(bearer_client *c) {
+  for (struct curl_slist *h = c->headers; h != NULL; h = h->next)
+    bearer_cleanse(h->data, strlen(h->data));
+  curl_slist_free_all(c->headers);
+  c->headers = NULL;
+}
+
+/* }====================================================== */
+
+/* {====================================================== libcurl callbacks
+** They run inside curl_easy_perform: no Lua, no longjmp, just bytes. */
+
+static size_t client_on_body(char *p, size_t size, size_t nmemb, void *ud) {
+  bearer_client *c = ud;
+  size_t n = size * nmemb;
+  if ((curl_off_t)(c->body.n + n) > c->limit) {
+    c->too_large = 1;
+    return 0;
+  }
+  if (client_buf_add(&c->body, p, n) != 0) {
+    c->out_of_memory = 1;
+    return 0;
+  }
+  return n;
+}
+
+static size_t client_on_header(char *p, size_t size, size_t nmemb, void *ud) {
+  bearer_client *c = ud;
+  size_t n = size * nmemb;
+  if (c->head.n + n > CLIENT_HEAD_MAX) {
+    c->too_large = 1;
+    return 0;
+  }
+  if (client_buf_add(&c->head, p, n) != 0) {
+    c->out_of_memory = 1;
+    return 0;
+  }
+  return n;
+}
+
+static int client_on_debug(CURL *h, curl_infotype type, char *p, size_t n, void *ud) {
+  bearer_client *c = ud;
+  (void)h;
+  if (type == CURLINFO_HEADER_OUT) client_buf_add(&c->trace_out, p, n);
+  else if (type == CURLINFO_HEADER_IN) client_buf_add(&c->trace_in, p, n);
+  return 0;
+}
+
+/* }====================================================== */
+
+/* {====================================================== transport errors */
+
+/* How each libcurl failure reads to a user: kind, code. */
+#define CLIENT_CURL_ERRORS(X)                                            \
+  X(CURLE_UNSUPPORTED_PROTOCOL,     "config",     "unsupported_protocol") \
+  X(CURLE_URL_MALFORMAT,            "config",     "bad_url")             \
+  X(CURLE_COULDNT_RESOLVE_PROXY,    "connection", "proxy_dns_failed")    \
+  X(CURLE_COULDNT_RESOLVE_HOST,     "connection", "dns_failed")          \
+  X(CURLE_COULDNT_CONNECT,          "connection", "connect_failed")      \
+  X(CURLE_PARTIAL_FILE,             "connection", "partial_body")        \
+  X(CURLE_OPERATION_TIMEDOUT,       "timeout",    "timeout")             \
+  X(CURLE_GOT_NOTHING,              "connection", "empty_reply")         \
+  X(CURLE_SEND_ERROR,               "connection", "send_failed")         \
+  X(CURLE_RECV_ERROR,               "connection", "recv_failed")         \
+  X(CURLE_FILESIZE_EXCEEDED,        "too_large",  "response_too_large")  \
+  X(CURLE_SSL_CONNECT_ERROR,        "tls",        "tls_handshake_failed") \
+  X(CURLE_PEER_FAILED_VERIFICATION, "tls",        "tls_verify_failed")   \
+  X(CURLE_SSL_CERTPROBLEM,          "tls",        "tls_client_cert")     \
+  X(CURLE_SSL_CIPHER,               "tls",        "tls_cipher")          \
+  X(CURLE_SSL_CACERT_BADFILE,       "tls",        "tls_ca_file")         \
+  X(CURLE_BAD_CONTENT_ENCODING,     "decode",     "bad_content_encoding")
+
+static void client_classify(CURLcode rc, const char **kind, const char **code) {
+  switch (rc) {
+#define CLIENT_CASE(e, k, c) case e: *kind = k; *code = c; return;
+    CLIENT_CURL_ERRORS(CLIENT_CASE)
+#undef CLIENT_CASE
+    default:
+      *kind = "connection";
+      *code = "transport_error";
+  }
+}
+
+/* }====================================================== */
+
+/* {====================================================== helpers */
+
+static bearer_client *client_check(lua_State *L, int idx) {
+  bearer_client *c = luaL_checkudata(L, idx, BEARER_CLIENT_MT);
+  if (c->closed) luaL_error(L, "attempt to use a closed bearer.Client");
+  return c;
+}
+
+static char *client_strdup_opt(lua_State *L, int opts, const char *name) {
+  lua_getfield(L, opts, name);
+  char *s = NULL;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "bad option '%s' to 'client' (string expected, got %s)",
+                 name, luaL_typename(L, -1));
+    s = strdup(lua_tostring(L, -1));
+    if (s == NULL) luaL_error(L, "out of memory");
+  }
+  lua_pop(L, 1);
+  return s;
+}
+
+/* A positive number of seconds as milliseconds, or def. */
+static long client_ms_opt(lua_State *L, int opts, const char *name, long def) {
+  lua_getfield(L, opts, name);
+  long ms = def;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0))
+      luaL_error(L, "bad option '%s' (positive number of seconds expected, got %s)",
+                 name, lua_type(L, -1) == LUA_TNUMBER ? "a non-positive number"
+                                                      : luaL_typename(L, -1));
+    double s = lua_tonumber(L, -1);
+    ms = s > 86400.0 * 365 ? 86400L * 365 * 1000 : (long)(s * 1000.0 + 0.5);
+    if (ms < 1) ms = 1;
+  }
+  lua_pop(L, 1);
+  return ms;
+}
+
+/* Loopback hosts are the only ones a credential may reach over plain http:
+** the traffic never leaves the machine. */
+static int client_is_loopback(const char *host) {
+  if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0
+      || strcmp(host, "::1") == 0)
+    return 1;
+  if (strncmp(host, "127.", 4) != 0) return 0;
+  int dots = 0;
+  for (const char *p = host; *p; p++) {
+    if (*p == '.') dots++;
+    else if (!isdigit((unsigned char)*p)) return 0;
+  }
+  return dots == 3;
+}
+
+static int client_header_name_ok(const char *s, size_t n) {
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (!(isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch))) return 0;
+  }
+  return 1;
+}
+
+static int client_header_value_ok(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch == '\r' || ch == '\n' || ch == '\0') return 0;
+  }
+  return 1;
+}
+
+static int client_is_auth_header(const char *name) {
+  return strcasecmp(name, "authorization") == 0 || strcasecmp(name, "x-api-key") == 0;
+}
+
+static int client_append(bearer_client *c, const char *line) {
+  struct curl_slist *h = curl_slist_append(c->headers, line);
+  if (h == NULL) return -1;
+  c->headers = h;
+  return 0;
+}
+
+/*
+** Builds this transfer's header list from the Lua table at idx, then adds
+** the credential when with_key. Caller mistakes raise (the list stays owned
+** by the client, so nothing leaks). The credential line is composed in a
+** scratch block that is wiped at once; curl's copy is wiped after perform.
+*/
+static void client_build_headers(lua_State *L, bearer_client *c, int idx, int with_key) {
+  client_free_headers(c);
+  if (client_append(c, "Expect:") != 0) luaL_error(L, "out of memory");
+  if (!lua_isnil(L, idx)) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+      if (lua_type(L, -2) != LUA_TSTRING)
+        luaL_error(L, "bad header name (string expected, got %s)", luaL_typename(L, -2));
+      size_t nn, vn;
+      const char *name = lua_tolstring(L, -2, &nn);
+      if (!client_header_name_ok(name, nn))
+        luaL_error(L, "bad header name '%s' (not an HTTP token)", name);
+      int t = lua_type(L, -1);
+      if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        luaL_error(L, "bad value for header '%s' (string expected, got %s)",
+                   name, luaL_typename(L, -1));
+      lua_pushvalue(L, -1);   /* tolstring on a copy: lua_next needs the key intact */
+      const char *value = lua_tolstring(L, -1, &vn);
+      if (!client_header_value_ok(value, vn))
+        luaL_error(L, "bad value for header '%s' (CR, LF and NUL are refused: "
+                   "header injection)", name);
+      if (!(with_key && client_is_auth_header(name))) {
+        lua_pushfstring(L, "%s: %s", name, value);
+        if (client_append(c, lua_tostring(L, -1)) != 0) luaL_error(L, "out of memory");
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 2);
+    }
+  }
+  if (with_key) {
+    const char *pre = c->auth == CLIENT_AUTH_BEARER ? "Authorization: Bearer " : "X-API-Key: ";
+    size_t pn = strlen(pre), n = pn + c->key->len + 1;
+    char *line = malloc(n);
+    if (line == NULL) luaL_error(L, "out of memory");
+    memcpy(line, pre, pn);
+    memcpy(line + pn, c->key->secret, c->key->len);
+    line[n - 1] = '\0';
+    int rc = client_append(c, line);
+    bearer_cleanse(line, n);
+    free(line);
+    if (rc != 0) luaL_error(L, "out of memory");
+  }
+}
+
+/* The handle for this process: a forked child must not drive the parent's
+** connections (a TLS close_notify would break them), so it abandons the
+** copy it inherited (by design, one small leak per fork) and starts anew. */
+static CURL *client_handle(bearer_client *c) {
+  pid_t pid = getpid();
+  if (c->curl != NULL && c->pid != pid) c->curl = NULL;
+  if (c->curl == NULL) {
+    c->curl = curl_easy_init();
+    c->pid = pid;
+  }
+  return c->curl;
+}
+
+/* Pushes the response headers table parsed from c->head; only the last
+** block counts (a 100 Continue or a proxy's CONNECT answer come first). */
+static void client_push_headers(lua_State *L, bearer_client *c) {
+  lua_newtable(L);
+  size_t i = 0;
+  while (i < c->head.n) {
+    const char *s = c->head.p + i;
+    const char *nl = memchr(s, '\n', c->head.n - i);
+    size_t len = nl ? (size_t)(nl - s) : c->head.n - i;
+    i += len + 1;
+    while (len > 0 && (s[len - 1] == '\r' || s[len - 1] == '\n')) len--;
+    if (len >= 5 && memcmp(s, "HTTP/", 5) == 0) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      continue;
+    }
+    const char *colon = memchr(s, ':', len);
+    if (colon == NULL || colon == s) continue;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (const char *p = s; p < colon; p++) luaL_addchar(&b, (char)tolower((unsigned char)*p));
+    luaL_pushresult(&b);
+    const char *v = colon + 1, *e = s + len;
+    while (v < e && (*v == ' ' || *v == '\t')) v++;
+    while (e > v && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushlstring(L, v, (size_t)(e - v));
+    } else {   /* repeated header: join as HTTP allows */
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, (size_t)(e - v));
+      lua_concat(L, 3);
+    }
+    lua_rawset(L, -3);
+  }
+}
+
+/* Sets t.trace_request / t.trace_response (t on top) when tracing. */
+static void client_set_trace(lua_State *L, bearer_client *c) {
+  if (c->trace_out.n > 0) {
+    bearer_redact_push(L, c->trace_out.p, c->trace_out.n, c->key);
+    lua_setfield(L, -2, "trace_request");
+  }
+  if (c->trace_in.n > 0) {
+    bearer_redact_push(L, c->trace_in.p, c->trace_in.n, c->key);
+    lua_setfield(L, -2, "trace_response");
+  }
+}
+
+/* }====================================================== */
+
+/* {====================================================== perform */
+
+static void client_set_method(CURL *h, const char *method, const char *body, size_t blen,
+                              int has_body) {
+  if (strcmp(method, "GET") == 0 && !has_body) {
+    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    return;
+  }
+  if (strcmp(method, "HEAD") == 0) {
+    curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    return;
+  }
+  /* POST semantics carry a body (even an empty one, so Content-Length: 0
+  ** goes out); DELETE without a body stays body-less. */
+  if (has_body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0
+      || strcmp(method, "PATCH") == 0) {
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, has_body ? body : "");
+  }
+  if (strcmp(method, "POST") != 0) curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+}
+
+/*
+** c:perform(method, url, headers, body, opts) -> response | nil, err
+**   opts: timeout (s), credentials (default true), trace (bool), max_bytes.
+**   response: {status=, headers=, body=, time=, trace_request=, trace_response=}
+**   err: a bearer error object with sent = whether any request byte left.
+** Caller mistakes (bad method, bad header) raise; a failed transfer returns.
+*/
+static int client_perform(lua_State *L) {
+  bearer_client *c = client_check(L, 1);
+  const char *method = luaL_checkstring(L, 2);
+  const char *url = luaL_checkstring(L, 3);
+  size_t blen = 0;
+  const char *body = luaL_optlstring(L, 5, NULL, &blen);
+  if (!lua_isnoneornil(L, 6)) luaL_checktype(L, 6, LUA_TTABLE);
+  lua_settop(L, 6);
+
+  size_t mlen = strlen(method);
+  if (mlen == 0 || mlen > 16 || strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != mlen)
+    return luaL_argerror(L, 2, "HTTP method must be upper-case letters");
+
+  long timeout_ms = c->timeout_ms;
+  int with_key = c->key != NULL, trace = 0;
+  c->limit = c->max_response;
+  if (!lua_isnil(L, 6)) {
+    timeout_ms = client_ms_opt(L, 6, "timeout", timeout_ms);
+    lua_getfield(L, 6, "credentials");
+    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) with_key = 0;
+    lua_getfield(L, 6, "trace");
+    trace = lua_toboolean(L, -1);
+    lua_getfield(L, 6, "max_bytes");
+    if (lua_isnumber(L, -1)) c->limit = (curl_off_t)lua_tonumber(L, -1);
+    lua_pop(L, 3);
+  }
+  if (with_key && c->key->secret == NULL)
+    return luaL_error(L, "attempt to use a closed bearer.Key (the client's key was closed)");
+
+  /* Where the credential would go decides whether it may go at all. */
+  CURLU *u = curl_url();
+  char *scheme = NULL, *host = NULL;
+  int bad_url = u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK
+                || curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK
+                || curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK;
+  int plain = !bad_url && strcmp(scheme, "http") == 0;
+  int other = !bad_url && !plain && strcmp(scheme, "https") != 0;
+  int loopback = !bad_url && client_is_loopback(host);
+  if (!bad_url && !other) lua_pushstring(L, host);
+  curl_free(scheme);
+  curl_free(host);
+  curl_url_cleanup(u);
+  if (bad_url || other) {
+    luaL_pushfail(L);
+    if (bad_url) bearer_error_push(L, "config", "bad_url", "not a valid URL: %s", url);
+    else bearer_error_push(L, "config", "unsupported_protocol",
+                           "only http and https URLs are allowed: %s", url);
+    return 2;
+  }
+  if (plain && with_key && !loopback) {
+    luaL_pushfail(L);
+    bearer_error_push(L, "config", "insecure_transport",
+                      "refusing to send credentials over plain http to %s "
+                      "(use https; plain http is allowed only to loopback)",
+                      lua_tostring(L, -2));
+    return 2;
+  }
+  lua_pop(L, 1);
+
+  CURL *h = client_handle(c);
+  if (h == NULL) return luaL_error(L, "curl_easy_init failed");
+  client_build_headers(L, c, 4, with_key);
+
+  client_buf_reset(&c->body, CLIENT_KEEP_BYTES);
+  client_buf_reset(&c->head, CLIENT_KEEP_BYTES);
+  client_buf_reset(&c->trace_out, CLIENT_KEEP_BYTES);
+  client_buf_reset(&c->trace_in, CLIENT_KEEP_BYTES);
+  c->too_large = c->out_of_memory = 0;
+  c->errbuf[0] = '\0';
+
+  /* A fresh option set each time: nothing of the last request (a body, a
+  ** custom method) can leak into this one; connections and DNS stay. */
+  curl_easy_reset(h);
+  curl_easy_setopt(h, CURLOPT_URL, url);
+#if CLIENT_CURL_VER_GE(7, 85, 0)
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+  curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, c->limit);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->headers);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, client_on_body);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, client_on_header);
+  curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
+  if (c->user_agent) curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent);
+  if (c->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+  if (c->proxy) curl_easy_setopt(h, CURLOPT_PROXY, c->proxy);
+  if (trace) {
+    curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, client_on_debug);
+    curl_easy_setopt(h, CURLOPT_DEBUGDATA, c);
+    curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
+  }
+  client_set_method(h, method, body, blen, body != NULL);
+
+  CURLcode rc = curl_easy_perform(h);
+
+  client_free_headers(c);   /* wipes curl's copy of the credential line */
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);   /* the body is Lua's */
+  long status = 0, request_size = 0;
+  double seconds = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &request_size);
+  curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &seconds);
+
+  if (rc != CURLE_OK) {
+    const char *kind, *code;
+    client_classify(rc, &kind, &code);
+    if (c->too_large) {
+      kind = "too_large";
+      code = "response_too_large";
+    } else if (c->out_of_memory) {
+      kind = "connection";
+      code = "out_of_memory";
+    } else if (rc == CURLE_OPERATION_TIMEDOUT && request_size == 0) {
+      code = "connect_timeout";
+    }
+    const char *detail = c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc);
+    if (c->too_large)
+      lua_pushfstring(L, "response larger than %f bytes; cut off", (lua_Number)c->limit);
+    else
+      bearer_redact_push(L, detail, strlen(detail), c->key);
+    luaL_pushfail(L);
+    bearer_error_push(L, kind, code, "%s", lua_tostring(L, -2));
+    lua_pushboolean(L, request_size > 0);
+    lua_setfield(L, -2, "sent");
+    lua_pushinteger(L, (lua_Integer)rc);
+    lua_setfield(L, -2, "curl_code");
+    client_set_trace(L, c);
+    return 2;
+  }
+
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, (lua_Integer)status);
+  lua_setfield(L, -2, "status");
+  client_push_headers(L, c);
+  lua_setfield(L, -2, "headers");
+  lua_pushlstring(L, c->body.p ? c->body.p : "", c->body.n);
+  lua_setfield(L, -2, "body");
+  lua_pushnumber(L, seconds);
+  lua_setfield(L, -2, "time");
+  client_set_trace(L, c);
+  return 1;
+}
+
+/* }====================================================== */
+
+/* {====================================================== life cycle */
+
+/* core.client_new(opts) -> client. Reads the transport options; the Lua
+** layer reads the policy ones (retries, clock, sleep, log). */
+static int client_new(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  bearer_client *c = lua_newuserdatauv(L, sizeof(*c), 1);
+  memset(c, 0, sizeof(*c));
+  c->closed = 1;            /* until every option is read: __gc frees halves */
+  luaL_setmetatable(L, BEARER_CLIENT_MT);
+
+  lua_createtable(L, 0, 4);   /* uservalue: anchors the key */
+  lua_getfield(L, 1, "key");
+  if (!lua_isnil(L, -1)) {
+    if (luaL_testudata(L, -1, BEARER_KEY_MT) == NULL)
+      return luaL_error(L, "bad option 'key' to 'client' (bearer.Key expected, got %s)",
+                        luaL_typename(L, -1));
+    c->key = bearer_key_check(L, -1);
+  }
+  lua_setfield(L, -2, "key");
+  lua_setiuservalue(L, 2, 1);
+
+  lua_getfield(L, 1, "auth");
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return luaL_error(L, "bad option 'auth' to 'client' (string expected, got %s)",
+                        luaL_typename(L, -1));
+    c->auth = (client_auth)luaL_checkoption(L, -1, NULL, client_auth_names);
+  }
+  lua_pop(L, 1);
+  c->timeout_ms = client_ms_opt(L, 1, "timeout", 60000);
+  c->connect_timeout_ms = client_ms_opt(L, 1, "connect_timeout", 5000);
+  lua_getfield(L, 1, "max_response_bytes");
+  c->max_response = 64 * 1024 * 1024;
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) <= 0)
+      return luaL_error(L, "bad option 'max_response_bytes' to 'client' "
+                        "(positive integer expected)");
+    c->max_response = (curl_off_t)lua_tointeger(L, -1);
+  }
+  lua_pop(L, 1);
+  c->user_agent = client_strdup_opt(L, 1, "user_agent");
+  c->ca_file = client_strdup_opt(L, 1, "ca_file");
+  c->proxy = client_strdup_opt(L, 1, "proxy");
+  c->closed = 0;
+  return 1;
+}
+
+static int client_close(lua_State *L) {
+  bearer_client *c = luaL_checkudata(L, 1, BEARER_CLIENT_MT);
+  if (c->curl != NULL && c->pid == getpid()) curl_easy_cleanup(c->curl);
+  c->curl = NULL;
+  client_free_headers(c);
+  client_buf_reset(&c->body, 0);
+  client_buf_reset(&c->head, 0);
+  client_buf_reset(&c->trace_out, 0);
+  client_buf_reset(&c->trace_in, 0);
+  free(c->user_agent);
+  free(c->ca_file);
+  free(c->proxy);
+  c->user_agent = c->ca_file = c->proxy = NULL;
+  c->key = NULL;
+  c->closed = 1;
+  return 0;
+}
+
+static int client_tostring(lua_State *L) {
+  bearer_client *c = luaL_checkudata(L, 1, BEARER_CLIENT_MT);
+  if (c->closed) lua_pushliteral(L, "bearer.Client(closed)");
+  else lua_pushfstring(L, "bearer.Client(%s)", c->key ? c->key->prefix : "no key");
+  return 1;
+}
+
+/* core.client_state(c) -> the table anchored to the client, where the Lua
+** layer keeps its per-client settings. */
+static int client_state(lua_State *L) {
+  client_check(L, 1);
+  lua_getiuservalue(L, 1, 1);
+  return 1;
+}
+
+static int client_is_closed(lua_State *L) {
+  lua_pushboolean(L, ((bearer_client *)luaL_checkudata(L, 1, BEARER_CLIENT_MT))->closed);
+  return 1;
+}
+
+/* c:redact(text) -> text with header values and this client's key hidden */
+static int client_redact(lua_State *L) {
+  bearer_client *c = client_check(L, 1);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  bearer_redact_push(L, s, n, c->key);
+  return 1;
+}
+
+/* }====================================================== */
+
+static const luaL_Reg client_methods[] = {
+  {"perform", client_perform},
+  {"close", client_close},
+  {"is_closed", client_is_closed},
+  {"redact", client_redact},
+  {NULL, NULL}
+};
+
+static const luaL_Reg client_meta[] = {
+  {"__gc", client_close},
+  {"__close", client_close},
+  {"__tostring", client_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg client_functions[] = {
+  {"client_new", client_new},
+  {"client_state", client_state},
+  {NULL, NULL}
+};
+
+/* Adds the client functions to the core table on top of the stack, and
+** core.client_methods: the method table the Lua layer extends (request). */
+BEARER_INTERNAL void bearer_client_open(lua_State *L) {
+  luaL_newmetatable(L, BEARER_CLIENT_MT);
+  luaL_setfuncs(L, client_meta, 0);
+  luaL_newlib(L, client_methods);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");   /* metatable.__index = method table */
+  lua_setfield(L, -3, "client_methods");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, client_functions, 0);
+  lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
+  lua_setfield(L, -2, "curl_version");
+}

@@ -1,0 +1,124 @@
+/*
+** error.c: the bearer.Error metatable shared by every failure.
+**
+** An error object is a plain table (so users can read and extend fields,
+** and raise it with error()) whose metatable is registry["bearer.Error"].
+** C creates them for key and transport failures; the Lua layer creates
+** them for API responses through core.error_new, so both share __tostring.
+*/
+#include <stdarg.h>
+#include <string.h>
+
+#include "bearer.h"
+
+static void error_setmeta(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  luaL_getmetatable(L, BEARER_ERROR_MT);
+  lua_setmetatable(L, idx);
+}
+
+BEARER_INTERNAL void bearer_error_push(lua_State *L, const char *kind,
+                                       const char *code, const char *fmt, ...) {
+  va_list ap;
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, code);
+  lua_setfield(L, -2, "code");
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_setfield(L, -2, "message");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "retryable");
+  error_setmeta(L, -1);
+}
+
+BEARER_INTERNAL int bearer_error_raise(lua_State *L, const char *kind,
+                                       const char *code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  bearer_error_push(L, kind, code, "%s", lua_tostring(L, -1));
+  return lua_error(L);
+}
+
+/* Appends t[field] when it is a string or number, newlines folded. */
+static int error_add_field(lua_State *L, luaL_Buffer *b, const char *field,
+                           const char *before) {
+  lua_getfield(L, 1, field);
+  int t = lua_type(L, -1);
+  if (t != LUA_TSTRING && t != LUA_TNUMBER) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  luaL_addstring(b, before);
+  for (size_t i = 0; i < n; i++)
+    luaL_addchar(b, (s[i] == '\n' || s[i] == '\r') ? ' ' : s[i]);
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* One readable line: "auth error: HTTP 401 invalid_api_key: ... [GET /x; ...]"
+** Built only from fields, so it can hold nothing the fields do not. */
+static int error_tostring(lua_State *L) {
+  luaL_Buffer b;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "bearer: ");
+  if (!error_add_field(L, &b, "kind", "")) luaL_addstring(&b, "unknown");
+  luaL_addstring(&b, " error:");
+  error_add_field(L, &b, "status", " HTTP ");
+  error_add_field(L, &b, "code", " ");
+  error_add_field(L, &b, "message", ": ");
+  lua_getfield(L, 1, "method");
+  int where = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (where) {
+    error_add_field(L, &b, "method", " [");
+    error_add_field(L, &b, "path", " ");
+    error_add_field(L, &b, "request_id", "; request_id=");
+    error_add_field(L, &b, "attempts", "; attempts=");
+    error_add_field(L, &b, "retry_after", "; retry_after=");
+    luaL_addchar(&b, ']');
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* core.error_new(t) -> t, now an error object */
+static int error_new(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  error_setmeta(L, 1);
+  return 1;
+}
+
+/* core.error_is(x) -> boolean */
+static int error_is(lua_State *L) {
+  int yes = 0;
+  if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
+    luaL_getmetatable(L, BEARER_ERROR_MT);
+    yes = lua_rawequal(L, -1, -2);
+  }
+  lua_pushboolean(L, yes);
+  return 1;
+}
+
+static const luaL_Reg error_functions[] = {
+  {"error_new", error_new},
+  {"error_is", error_is},
+  {NULL, NULL}
+};
+
+BEARER_INTERNAL void bearer_error_open(lua_State *L) {
+  luaL_newmetatable(L, BEARER_ERROR_MT);
+  lua_pushcfunction(L, error_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_setfield(L, -2, "error_mt");   /* core.error_mt: for the Lua layer's methods */
+  luaL_setfuncs(L, error_functions, 0);
+}

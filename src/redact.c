@@ -1,0 +1,81 @@
+/*
+** redact.c: the single path that makes text safe to show.
+**
+** Trace lines (BEARER_LOG, the log option) and any server-supplied text
+** that ends up in an error message pass through bearer_redact_push. Two
+** rules: the value of a credential-bearing header line becomes
+** "[REDACTED]", and every occurrence of the key's bytes does too, wherever
+** it stands (a URL, a body echoed back by a server, a header of any name).
+*/
+#include <string.h>
+#include <strings.h>
+
+#include "bearer.h"
+
+static const char *const redact_headers[] = {
+  "authorization", "proxy-authorization", "x-api-key", "cookie", "set-cookie", NULL
+};
+
+static int redact_is_secret_header(const char *name, size_t n) {
+  while (n > 0 && (name[n - 1] == ' ' || name[n - 1] == '\t')) n--;
+  for (int i = 0; redact_headers[i] != NULL; i++)
+    if (strlen(redact_headers[i]) == n && strncasecmp(name, redact_headers[i], n) == 0)
+      return 1;
+  return 0;
+}
+
+/* Adds s[0..n) with each occurrence of the secret replaced. */
+static void redact_add_span(luaL_Buffer *b, const char *s, size_t n,
+                            const bearer_key *key) {
+  size_t klen = key ? key->len : 0;
+  size_t i = 0;
+  while (i < n) {
+    if (klen > 0 && n - i >= klen && memcmp(s + i, key->secret, klen) == 0) {
+      luaL_addstring(b, "[REDACTED]");
+      i += klen;
+    } else {
+      luaL_addchar(b, s[i]);
+      i++;
+    }
+  }
+}
+
+BEARER_INTERNAL void bearer_redact_push(lua_State *L, const char *s, size_t len,
+                                        const bearer_key *key) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  size_t i = 0;
+  while (i < len) {
+    const char *nl = memchr(s + i, '\n', len - i);
+    size_t end = nl ? (size_t)(nl - s) + 1 : len;
+    const char *colon = memchr(s + i, ':', end - i);
+    if (colon != NULL && redact_is_secret_header(s + i, (size_t)(colon - (s + i)))) {
+      luaL_addlstring(&b, s + i, (size_t)(colon - (s + i)) + 1);
+      luaL_addstring(&b, " [REDACTED]");
+      if (nl != NULL) {
+        if (nl > s + i && nl[-1] == '\r') luaL_addchar(&b, '\r');
+        luaL_addchar(&b, '\n');
+      }
+    } else {
+      redact_add_span(&b, s + i, end - i, key);
+    }
+    i = end;
+  }
+  luaL_pushresult(&b);
+}
+
+/* core.redact(text [, key]) -> text with header values and key bytes hidden */
+static int redact_text(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  const bearer_key *k = lua_isnoneornil(L, 2) ? NULL : bearer_key_test(L, 2);
+  if (!lua_isnoneornil(L, 2) && luaL_testudata(L, 2, BEARER_KEY_MT) == NULL)
+    return luaL_argerror(L, 2, "bearer.Key expected");
+  bearer_redact_push(L, s, n, k);
+  return 1;
+}
+
+BEARER_INTERNAL void bearer_redact_open(lua_State *L) {
+  lua_pushcfunction(L, redact_text);
+  lua_setfield(L, -2, "redact");
+}
