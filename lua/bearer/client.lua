@@ -1,0 +1,292 @@
+--- bearer.client: the generic bearer-token HTTP client.
+--
+-- The transfer itself (credential, TLS, size cap, redaction) is one C call,
+-- `perform`; this file is the policy around it: URLs and queries, JSON,
+-- retries with backoff and Retry-After, error objects and tracing. Waiting
+-- happens here, through the `sleep` the client was given, so a host that
+-- must not block (nginx) can pass one that yields.
+local core = require "bearer.core"
+local errors = require "bearer.error"
+local json = require "cjson.safe"
+
+local M = {}
+local methods = core.client_methods   -- the userdata's method table
+
+local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
+local RETRY_STATUS = { [408] = true, [429] = true, [500] = true, [502] = true,
+                       [503] = true, [504] = true }
+local TRANSIENT_KIND = { connection = true, timeout = true }
+
+M.RETRY_AFTER_MAX = 60      -- seconds a Retry-After may make us wait
+M.BACKOFF_BASE = 0.5
+M.BACKOFF_MAX = 8
+
+-- Options read by C (core.client_new) and by this file; anything else is a typo.
+local C_OPTIONS = { key = true, auth = true, timeout = true, connect_timeout = true,
+                    max_response_bytes = true, user_agent = true, ca_file = true,
+                    proxy = true }
+local LUA_OPTIONS = { base_url = true, max_retries = true, headers = true,
+                      clock = true, sleep = true, log = true, scheme = true }
+
+local function bad_option(name, expected, got)
+  error(("bad option '%s' to 'client' (%s expected, got %s)"):format(name, expected, got), 3)
+end
+
+local function check_type(opts, name, want)
+  local v = opts[name]
+  if v ~= nil and type(v) ~= want then bad_option(name, want, type(v)) end
+  return v
+end
+
+local function default_user_agent()
+  local lua = _VERSION:gsub(" ", "/")
+  if type(jit) == "table" and jit.version then lua = jit.version:gsub(" ", "/") end
+  return ("bearer/%s %s libcurl/%s"):format(core._VERSION, lua, core.curl_version)
+end
+
+local function stderr_log(line)
+  io.stderr:write(line, "\n")
+end
+
+--- bearer.client{ base_url=, key=, ... } -> client
+-- `key` is a bearer.Key or a string made into one (the scheme is detected
+-- from its prefix unless `scheme` says). Wrong option types raise.
+function M.new(opts)
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'client' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  for name in pairs(opts) do
+    if not C_OPTIONS[name] and not LUA_OPTIONS[name] then
+      error(("bad option '%s' to 'client' (unknown option)"):format(tostring(name)), 2)
+    end
+  end
+  local base_url = check_type(opts, "base_url", "string")
+  if base_url == nil then bad_option("base_url", "string", "nil") end
+  local max_retries = opts.max_retries
+  if max_retries ~= nil and not (type(max_retries) == "number" and max_retries >= 0
+                                 and max_retries % 1 == 0) then
+    bad_option("max_retries", "non-negative integer",
+               type(max_retries) == "number" and tostring(max_retries) or type(max_retries))
+  end
+  local headers = check_type(opts, "headers", "table") or {}
+  for k, v in pairs(headers) do
+    if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number") then
+      bad_option("headers", "table of string names to string values", "another table")
+    end
+  end
+  local scheme = check_type(opts, "scheme", "string")
+  local log = check_type(opts, "log", "function")
+  local c_opts = {}
+  for name in pairs(C_OPTIONS) do c_opts[name] = opts[name] end
+  if type(c_opts.key) == "string" then
+    c_opts.key = core.key_new(c_opts.key, { scheme = scheme })
+  end
+  c_opts.user_agent = c_opts.user_agent or default_user_agent()
+
+  local client = core.client_new(c_opts)
+  local st = core.client_state(client)
+  st.base_url = base_url:gsub("/+$", "")
+  st.max_retries = max_retries or 2
+  st.headers = headers
+  st.clock = check_type(opts, "clock", "function") or core.now
+  st.sleep = check_type(opts, "sleep", "function") or core.sleep
+  if log then
+    st.log = log
+  elseif os.getenv("BEARER_LOG") == "debug" then
+    st.log = stderr_log
+  end
+  return client
+end
+
+-- {====================================================== URLs
+
+local function escape(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(ch)
+    return ("%%%02X"):format(ch:byte())
+  end))
+end
+M.escape = escape
+
+--- Encodes a query table: keys sorted (stable URLs, readable traces),
+-- array values repeat the key, booleans as true/false, nil values skipped.
+function M.encode_query(query)
+  local names = {}
+  for k in pairs(query) do
+    if type(k) ~= "string" then
+      error("bad query parameter name (string expected, got " .. type(k) .. ")", 3)
+    end
+    names[#names + 1] = k
+  end
+  table.sort(names)
+  local parts = {}
+  for _, k in ipairs(names) do
+    local v = query[k]
+    local list = type(v) == "table" and v or { v }
+    for _, item in ipairs(list) do
+      local t = type(item)
+      if t ~= "string" and t ~= "number" and t ~= "boolean" then
+        error(("bad query parameter '%s' (string, number or boolean expected, got %s)")
+              :format(k, t), 3)
+      end
+      parts[#parts + 1] = escape(k) .. "=" .. escape(item)
+    end
+  end
+  return table.concat(parts, "&")
+end
+
+local function build_url(base_url, path, query)
+  local url
+  if path:find("^https?://") then
+    url = path
+  else
+    if path:sub(1, 1) ~= "/" then path = "/" .. path end
+    url = base_url .. path
+  end
+  if query and next(query) ~= nil then
+    local q = M.encode_query(query)
+    if q ~= "" then url = url .. (url:find("?", 1, true) and "&" or "?") .. q end
+  end
+  return url
+end
+
+-- }======================================================
+
+-- {====================================================== tracing
+
+local function fold(text)
+  return (text:gsub("[\r\n]+$", ""):gsub("\r?\n", " | "))
+end
+
+-- One line per request and one per response; the text comes from C,
+-- already redacted there.
+local function trace(st, attempt, method, url, res, err)
+  local log = st.log
+  local out = (res or err).trace_request
+  log(("bearer: > %s %s (attempt %d)%s"):format(method, url, attempt,
+      out and (" | " .. fold(out)) or ""))
+  if res then
+    log(("bearer: < %d in %.3fs%s"):format(res.status, res.time or 0,
+        res.trace_response and (" | " .. fold(res.trace_response)) or ""))
+  else
+    log(("bearer: < failed: %s (%s)"):format(err.message, err.code))
+  end
+end
+
+-- }======================================================
+
+-- Replaces JSON nulls in objects by absence, so `if t.next_cursor then`
+-- means what it reads; nulls inside arrays stay (cjson.null) to keep length.
+local function strip_nulls(v)
+  if type(v) ~= "table" then return v end
+  for k, x in pairs(v) do
+    if x == json.null then
+      if type(k) ~= "number" then v[k] = nil end
+    else
+      strip_nulls(x)
+    end
+  end
+  return v
+end
+
+local function is_json(res)
+  local ct = res.headers["content-type"]
+  return ct and (ct:find("json", 1, true) ~= nil)
+end
+
+local function backoff(retry)
+  local d = math.min(M.BACKOFF_BASE * 2 ^ (retry - 1), M.BACKOFF_MAX)
+  return d * (1 + 0.25 * math.random())
+end
+
+-- Whether this failed attempt may be repeated under the policy.
+local function may_retry(res, err, idempotent)
+  if res then return RETRY_STATUS[res.status] == true and idempotent end
+  if not TRANSIENT_KIND[err.kind] then return false end
+  return not err.sent or idempotent
+end
+
+local REQUEST_OPTIONS = { query = true, json = true, body = true, headers = true,
+                          timeout = true, idempotency_key = true }
+
+--- client:request(method, path, opts) -> response | nil, err
+-- opts: query, json, body, headers, timeout, idempotency_key.
+-- Responses with status < 400 are returned (a 3xx is data, not an error);
+-- the response is {status=, headers=, body=, json=, time=}.
+function methods:request(method, path, opts)
+  if type(method) ~= "string" then
+    error("bad argument #1 to 'request' (string expected, got " .. type(method) .. ")", 2)
+  end
+  if type(path) ~= "string" then
+    error("bad argument #2 to 'request' (string expected, got " .. type(path) .. ")", 2)
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error("bad argument #3 to 'request' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  for name in pairs(opts) do
+    if not REQUEST_OPTIONS[name] then
+      error(("bad option '%s' to 'request' (unknown option)"):format(tostring(name)), 2)
+    end
+  end
+  method = method:upper()
+  local st = core.client_state(self)
+  local url = build_url(st.base_url, path, opts.query)
+
+  local headers = { Accept = "application/json" }
+  for k, v in pairs(st.headers) do headers[k] = v end
+  if opts.headers then
+    for k, v in pairs(opts.headers) do headers[k] = v end
+  end
+  local body = opts.body
+  if opts.json ~= nil then
+    local encoded, why = json.encode(opts.json)
+    if not encoded then
+      error("bad option 'json' to 'request' (" .. tostring(why) .. ")", 2)
+    end
+    body = encoded
+    headers["Content-Type"] = headers["Content-Type"] or "application/json"
+  elseif body ~= nil and type(body) ~= "string" then
+    error("bad option 'body' to 'request' (string expected, got " .. type(body) .. ")", 2)
+  end
+  local idem_key = opts.idempotency_key
+  if idem_key ~= nil then headers["Idempotency-Key"] = tostring(idem_key) end
+  local idempotent = IDEMPOTENT[method] == true or idem_key ~= nil
+  local perform_opts = { timeout = opts.timeout, trace = st.log ~= nil }
+
+  local attempt = 0
+  while true do
+    attempt = attempt + 1
+    local res, err = self:perform(method, url, headers, body, perform_opts)
+    if st.log then trace(st, attempt, method, url, res, err) end
+    if res and res.status < 400 then
+      res.trace_request, res.trace_response = nil, nil
+      if res.body ~= "" and is_json(res) then
+        local doc, why = json.decode(res.body)
+        if doc == nil then
+          return nil, errors.new{ kind = "decode", code = "invalid_json",
+            status = res.status, message = "response is not valid JSON: " .. tostring(why),
+            method = method, path = path, attempts = attempt,
+            request_id = res.headers["x-request-id"] or res.headers["request-id"] }
+        end
+        res.json = strip_nulls(doc)
+      end
+      return res
+    end
+    if res then
+      err = errors.from_response(res, function(s) return self:redact(s) end, st.clock())
+    end
+    err.trace_request, err.trace_response = nil, nil
+    err.retryable = may_retry(res, err, idempotent)
+    err.method, err.path, err.attempts = method, path, attempt
+    if not err.retryable or attempt > st.max_retries then return nil, err end
+    if err.retry_after and err.retry_after > M.RETRY_AFTER_MAX then return nil, err end
+    st.sleep(err.retry_after or backoff(attempt))
+  end
+end
+
+for _, verb in ipairs{ "get", "post", "put", "patch", "delete", "head" } do
+  local upper = verb:upper()
+  methods[verb] = function(self, path, opts) return self:request(upper, path, opts) end
+end
+
+return M

@@ -1,0 +1,89 @@
+--- Starts and drives the bundled API emulator (spec/emulator) from specs.
+--
+--   local emulator = require "support.emulator"
+--   local emu = emulator.start()          -- nginx on 127.0.0.1, a free port
+--   emu:fault{ path = "/api/v1/verify", type = "status", status = 503 }
+--   emu:stop()                            -- by pid, temp prefix removed
+--
+-- Control calls go through bearer's own client without a key: the control
+-- API needs none, and a broken client fails every spec loudly anyway.
+local bearer = require "bearer"
+local cjson = require "cjson"
+
+local M = {}
+M.__index = M
+
+M.ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/support/[^/]+$")) or "."
+M.SCRIPT = M.ROOT .. "/spec/emulator/emulator"
+
+-- Seeded credentials (spec/emulator/README.md).
+M.OVERTEN_KEY = "sk_live_0123456789abcdefABCDEF012345"
+M.OPTIVERSE_KEY = "optiuser_v1_test_4f9a2c1d8e7b6a5f"
+
+--- Starts an emulator; `env` (optional table) is passed to the launcher.
+function M.start(env)
+  local prefix = ""
+  for k, v in pairs(env or {}) do prefix = prefix .. k .. "=" .. tostring(v) .. " " end
+  local p = assert(io.popen(prefix .. M.SCRIPT .. " start 2>&1"))
+  local out = p:read("a")
+  p:close()
+  local url = out:match("BEARER_EMULATOR_URL=(%S+)")
+  local dir = out:match("BEARER_EMULATOR_PREFIX=(%S+)")
+  assert(url and dir, "emulator did not start:\n" .. out)
+  local self = setmetatable({ url = url, prefix = dir }, M)
+  self.http = bearer.client{ base_url = url, max_retries = 0 }
+  return self
+end
+
+function M:stop()
+  if self.prefix then
+    os.execute(M.SCRIPT .. " stop " .. self.prefix .. " >/dev/null 2>&1")
+    self.prefix = nil
+  end
+  if self.http then self.http:close() end
+end
+
+M.overten_url = function(self) return self.url .. "/api/v1" end
+M.optiverse_url = function(self) return self.url .. "/external-api" end
+
+--- One control request; returns the decoded JSON (or true for no body).
+function M:control(method, path, body)
+  local res, err = self.http:request(method, "/_emulator" .. path,
+                                     { json = body })
+  assert(res, err and tostring(err))
+  return res.json or true
+end
+
+function M:reset() return self:control("POST", "/reset") end
+function M:fault(spec) return self:control("POST", "/faults", spec) end
+function M:config(spec) return self:control("POST", "/config", spec) end
+function M:clear_faults() return self:control("DELETE", "/faults") end
+
+--- Every non-control request the emulator saw since the last reset.
+function M:requests(path)
+  local all = self:control("GET", "/requests")
+  if not path then return all end
+  local seen = {}
+  for _, r in ipairs(all) do
+    if r.path == path then seen[#seen + 1] = r end
+  end
+  return seen
+end
+
+--- The nginx error log's [error]/[crit]/[alert]/[emerg] lines, if any.
+function M:error_lines()
+  local f = io.open(self.prefix .. "/logs/error.log")
+  if not f then return {} end
+  local lines = {}
+  for line in f:lines() do
+    if line:find("%[error%]") or line:find("%[crit%]") or line:find("%[alert%]")
+       or line:find("%[emerg%]") then
+      lines[#lines + 1] = line
+    end
+  end
+  f:close()
+  return lines
+end
+
+M.json = cjson
+return M
