@@ -157,13 +157,14 @@ local function fold(text)
   return (text:gsub("[\r\n]+$", ""):gsub("\r?\n", " | "))
 end
 
--- One line per request and one per response; the text comes from C,
--- already redacted there.
-local function trace(st, attempt, method, url, res, err)
+-- One line per request and one per response. Header text comes from C,
+-- already redacted; the line's own prefix (the URL may carry a secret in
+-- its query) goes through the same C redaction before it is joined.
+local function trace(client, st, attempt, method, url, res, err)
   local log = st.log
   local out = (res or err).trace_request
-  log(("bearer: > %s %s (attempt %d)%s"):format(method, url, attempt,
-      out and (" | " .. fold(out)) or ""))
+  log(client:redact(("bearer: > %s %s (attempt %d)"):format(method, url, attempt))
+      .. (out and (" | " .. fold(out)) or ""))
   if res then
     log(("bearer: < %d in %.3fs%s"):format(res.status, res.time or 0,
         res.trace_response and (" | " .. fold(res.trace_response)) or ""))
@@ -257,7 +258,7 @@ function methods:request(method, path, opts)
   while true do
     attempt = attempt + 1
     local res, err = self:perform(method, url, headers, body, perform_opts)
-    if st.log then trace(st, attempt, method, url, res, err) end
+    if st.log then trace(self, st, attempt, method, url, res, err) end
     if res and res.status < 400 then
       res.trace_request, res.trace_response = nil, nil
       if res.body ~= "" and is_json(res) then
