@@ -499,6 +499,12 @@ static int key_expires_at(lua_State *L) {
   return 1;
 }
 
+/* core.key_is(x) -> whether x is a bearer.Key (open or closed) */
+static int key_is(lua_State *L) {
+  lua_pushboolean(L, luaL_testudata(L, 1, BEARER_KEY_MT) != NULL);
+  return 1;
+}
+
 static int key_is_closed(lua_State *L) {
   lua_pushboolean(L, ((bearer_key *)luaL_checkudata(L, 1, BEARER_KEY_MT))->secret == NULL);
   return 1;
@@ -537,6 +543,7 @@ static const luaL_Reg key_functions[] = {
   {"key_new", key_new},
   {"key_from_env", key_from_env},
   {"key_from_file", key_from_file},
+  {"key_is", key_is},
   {NULL, NULL}
 };
 

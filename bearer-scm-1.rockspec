@@ -1,0 +1,47 @@
+rockspec_format = "3.0"
+package = "bearer"
+version = "scm-1"
+source = {
+  url = "git+file:///dev/null",   -- built from a checkout: luarocks make
+}
+description = {
+  summary = "Bearer-token API SDK with a C core: keys that cannot leak, retries, typed errors",
+  detailed = [[
+bearer holds API keys in C memory that is wiped on close, talks HTTP through
+libcurl with retries, backoff and Retry-After, and turns every failure into
+one kind of error object. Clients for the Overten and Optiverse APIs build
+on it.]],
+  license = "MIT",
+}
+-- lua-cjson is needed at run time too. It is not listed here on purpose:
+-- bearer is built where the LuaRocks registry cannot be reached, from the
+-- system's package (Debian: lua-cjson), and a listed rock would make
+-- `luarocks make` fail looking for it. bearer names it when it is missing.
+dependencies = {
+  "lua >= 5.1, < 5.5",
+}
+external_dependencies = {
+  -- Debian keeps curl/curl.h in a multiarch folder luarocks does not search;
+  -- the compiler finds it there by itself, so only the library is looked up.
+  CURL = { library = "curl" },
+  OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["bearer.core"] = {
+      sources = { "src/core.c", "src/key.c", "src/client.c", "src/crypto.c",
+                  "src/error.c", "src/redact.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "curl", "crypto" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+    },
+    ["bearer"] = "lua/bearer/init.lua",
+    ["bearer.client"] = "lua/bearer/client.lua",
+    ["bearer.error"] = "lua/bearer/error.lua",
+  },
+}
+test = {
+  type = "busted",
+}
