@@ -40,6 +40,7 @@ build = {
     ["bearer"] = "lua/bearer/init.lua",
     ["bearer.client"] = "lua/bearer/client.lua",
     ["bearer.error"] = "lua/bearer/error.lua",
+    ["bearer.ratelimit"] = "lua/bearer/ratelimit.lua",
   },
 }
 test = {

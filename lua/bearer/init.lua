@@ -7,11 +7,13 @@
 local core = require "bearer.core"
 local client = require "bearer.client"
 local errors = require "bearer.error"
+local ratelimit = require "bearer.ratelimit"
 
 local M = {
   _VERSION = core._VERSION,
   error = errors,
   client = client.new,
+  ratelimit = ratelimit.new,
 }
 
 --- bearer.key(secret [, {scheme=}]) raises on a secret its scheme refuses;
