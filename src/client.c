@@ -15,6 +15,8 @@
 */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +49,13 @@ typedef struct bearer_client {
   long timeout_ms, connect_timeout_ms;
   curl_off_t max_response;  /* default cap on body bytes */
   curl_off_t limit;         /* this transfer's cap */
+  curl_off_t received;      /* body bytes of this transfer, wherever they went */
   int too_large;            /* the body ran past limit: abort, not a short read */
   int out_of_memory;
+  FILE *sink;               /* this transfer's 2xx body goes here, not to memory */
+  curl_off_t sunk;          /* bytes written to sink */
+  int sink_errno;
+  curl_mime *form;          /* this transfer's multipart body, owned */
   char *user_agent, *ca_file, *proxy;   /* malloc'd copies, owned */
   struct curl_slist *headers;           /* this transfer's; secret lines wiped */
   client_buf body, head, trace_out, trace_in;
@@ -89,6 +96,19 @@ static void client_buf_reset(client_buf *b, size_t keep) {
   }
 }
 
+/* Closes this transfer's sink; 0 or the errno of a failed write/close. */
+static int client_close_sink(bearer_client *c) {
+  int err = c->sink_errno;
+  if (c->sink != NULL && fclose(c->sink) != 0 && err == 0) err = errno;
+  c->sink = NULL;
+  return err;
+}
+
+static void client_free_form(bearer_client *c) {
+  curl_mime_free(c->form);
+  c->form = NULL;
+}
+
 static void client_free_headers(bearer_client *c) {
   for (struct curl_slist *h = c->headers; h != NULL; h = h->next)
     bearer_cleanse(h->data, strlen(h->data));
@@ -101,12 +121,27 @@ static void client_free_headers(bearer_client *c) {
 /* {====================================================== libcurl callbacks
 ** They run inside curl_easy_perform: no Lua, no longjmp, just bytes. */
 
+/* With a sink, a 2xx body streams to the file; any other body (an error
+** document) is kept in memory for the error object. */
 static size_t client_on_body(char *p, size_t size, size_t nmemb, void *ud) {
   bearer_client *c = ud;
   size_t n = size * nmemb;
-  if ((curl_off_t)(c->body.n + n) > c->limit) {
+  c->received += (curl_off_t)n;
+  if (c->received > c->limit) {
     c->too_large = 1;
     return 0;
+  }
+  if (c->sink != NULL) {
+    long status = 0;
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status >= 200 && status < 300) {
+      if (fwrite(p, 1, n, c->sink) != n) {
+        c->sink_errno = errno ? errno : EIO;
+        return 0;
+      }
+      c->sunk += (curl_off_t)n;
+      return n;
+    }
   }
   if (client_buf_add(&c->body, p, n) != 0) {
     c->out_of_memory = 1;
@@ -307,6 +342,60 @@ static void client_build_headers(lua_State *L, bearer_client *c, int idx, int wi
   }
 }
 
+/*
+** Builds c->form from the array at idx, each part {name=, value=} or
+** {name=, file=, filename=, type=}. Wrong types raise; a file that cannot
+** be read returns 1 with a message pushed (the caller returns nil, err).
+** libcurl reads files while sending: nothing is loaded into memory here.
+*/
+static int client_build_form(lua_State *L, bearer_client *c, CURL *h, int idx) {
+  client_free_form(c);
+  c->form = curl_mime_init(h);
+  if (c->form == NULL) return luaL_error(L, "out of memory");
+  int n = (int)lua_rawlen(L, idx);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    if (!lua_istable(L, -1))
+      return luaL_error(L, "bad form part #%d (table expected, got %s)", i, luaL_typename(L, -1));
+    int part = lua_gettop(L);
+    lua_getfield(L, part, "name");
+    lua_getfield(L, part, "value");
+    lua_getfield(L, part, "file");
+    lua_getfield(L, part, "filename");
+    lua_getfield(L, part, "type");
+    if (lua_type(L, part + 1) != LUA_TSTRING)
+      return luaL_error(L, "bad form part #%d (string 'name' expected)", i);
+    const char *name = lua_tostring(L, part + 1);
+    int has_value = lua_type(L, part + 2) == LUA_TSTRING || lua_type(L, part + 2) == LUA_TNUMBER;
+    int has_file = lua_type(L, part + 3) == LUA_TSTRING;
+    if (has_value == has_file)
+      return luaL_error(L, "bad form part '%s' (exactly one of 'value' or 'file' expected)", name);
+    for (int f = part + 4; f <= part + 5; f++)
+      if (!lua_isnil(L, f) && lua_type(L, f) != LUA_TSTRING)
+        return luaL_error(L, "bad form part '%s' (%s must be a string)", name,
+                          f == part + 4 ? "'filename'" : "'type'");
+    curl_mimepart *mp = curl_mime_addpart(c->form);
+    if (mp == NULL) return luaL_error(L, "out of memory");
+    curl_mime_name(mp, name);
+    if (has_file) {
+      const char *path = lua_tostring(L, part + 3);
+      if (access(path, R_OK) != 0) {
+        lua_pushfstring(L, "cannot read %s: %s", path, strerror(errno));
+        return 1;
+      }
+      curl_mime_filedata(mp, path);
+    } else {
+      size_t vn;
+      const char *v = lua_tolstring(L, part + 2, &vn);
+      curl_mime_data(mp, v, vn);
+    }
+    if (lua_isstring(L, part + 4)) curl_mime_filename(mp, lua_tostring(L, part + 4));
+    if (lua_isstring(L, part + 5)) curl_mime_type(mp, lua_tostring(L, part + 5));
+    lua_settop(L, part - 1);
+  }
+  return 0;
+}
+
 /* The handle for this process: a forked child must not drive the parent's
 ** connections (a TLS close_notify would break them), so it abandons the
 ** copy it inherited (by design, one small leak per fork) and starts anew. */
@@ -376,7 +465,12 @@ static void client_set_trace(lua_State *L, bearer_client *c) {
 /* {====================================================== perform */
 
 static void client_set_method(CURL *h, const char *method, const char *body, size_t blen,
-                              int has_body) {
+                              int has_body, curl_mime *form) {
+  if (form != NULL) {
+    curl_easy_setopt(h, CURLOPT_MIMEPOST, form);
+    if (strcmp(method, "POST") != 0) curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    return;
+  }
   if (strcmp(method, "GET") == 0 && !has_body) {
     curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     return;
@@ -397,8 +491,11 @@ static void client_set_method(CURL *h, const char *method, const char *body, siz
 
 /*
 ** c:perform(method, url, headers, body, opts) -> response | nil, err
-**   opts: timeout (s), credentials (default true), trace (bool), max_bytes.
-**   response: {status=, headers=, body=, time=, trace_request=, trace_response=}
+**   opts: timeout (s), credentials (default true), trace (bool), max_bytes,
+**         form (multipart parts, instead of body), sink (a path that must
+**         not exist yet: a 2xx body streams there, created 0644, O_EXCL).
+**   response: {status=, headers=, body=, time=, bytes= (with a sink),
+**              trace_request=, trace_response=}
 **   err: a bearer error object with sent = whether any request byte left.
 ** Caller mistakes (bad method, bad header) raise; a failed transfer returns.
 */
@@ -416,7 +513,8 @@ static int client_perform(lua_State *L) {
     return luaL_argerror(L, 2, "HTTP method must be upper-case letters");
 
   long timeout_ms = c->timeout_ms;
-  int with_key = c->key != NULL, trace = 0;
+  int with_key = c->key != NULL, trace = 0, form = 0;
+  const char *sink = NULL;
   c->limit = c->max_response;
   if (!lua_isnil(L, 6)) {
     timeout_ms = client_ms_opt(L, 6, "timeout", timeout_ms);
@@ -427,6 +525,19 @@ static int client_perform(lua_State *L) {
     lua_getfield(L, 6, "max_bytes");
     if (lua_isnumber(L, -1)) c->limit = (curl_off_t)lua_tonumber(L, -1);
     lua_pop(L, 3);
+    lua_getfield(L, 6, "sink");   /* anchored by opts, which stays on the stack */
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TSTRING) return luaL_argerror(L, 6, "'sink' must be a path");
+      sink = lua_tostring(L, -1);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 6, "form");
+    if (!lua_isnil(L, -1)) {
+      if (!lua_istable(L, -1)) return luaL_argerror(L, 6, "'form' must be a table of parts");
+      if (body != NULL) return luaL_argerror(L, 6, "'form' and a body exclude each other");
+      form = 1;
+    }
+    lua_pop(L, 1);
   }
   if (with_key && c->key->secret == NULL)
     return luaL_error(L, "attempt to use a closed bearer.Key (the client's key was closed)");
@@ -464,12 +575,36 @@ static int client_perform(lua_State *L) {
   CURL *h = client_handle(c);
   if (h == NULL) return luaL_error(L, "curl_easy_init failed");
   client_build_headers(L, c, 4, with_key);
+  client_free_form(c);
+  if (form) {
+    lua_getfield(L, 6, "form");
+    if (client_build_form(L, c, h, lua_gettop(L)) != 0) {
+      luaL_pushfail(L);
+      bearer_error_push(L, "config", "file_unreadable", "%s", lua_tostring(L, -2));
+      return 2;
+    }
+    lua_pop(L, 1);
+  }
+  /* Opened last: nothing between here and perform can raise. */
+  if (sink != NULL) {
+    int fd = open(sink, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    c->sink = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (c->sink == NULL) {
+      int err = errno;
+      if (fd >= 0) close(fd);
+      luaL_pushfail(L);
+      bearer_error_push(L, "config", "write_failed", "cannot create %s: %s", sink, strerror(err));
+      return 2;
+    }
+  }
 
   client_buf_reset(&c->body, CLIENT_KEEP_BYTES);
   client_buf_reset(&c->head, CLIENT_KEEP_BYTES);
   client_buf_reset(&c->trace_out, CLIENT_KEEP_BYTES);
   client_buf_reset(&c->trace_in, CLIENT_KEEP_BYTES);
   c->too_large = c->out_of_memory = 0;
+  c->received = c->sunk = 0;
+  c->sink_errno = 0;
   c->errbuf[0] = '\0';
 
   /* A fresh option set each time: nothing of the last request (a body, a
@@ -502,19 +637,27 @@ static int client_perform(lua_State *L) {
     curl_easy_setopt(h, CURLOPT_DEBUGDATA, c);
     curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
   }
-  client_set_method(h, method, body, blen, body != NULL);
+  client_set_method(h, method, body, blen, body != NULL, c->form);
 
   CURLcode rc = curl_easy_perform(h);
 
   client_free_headers(c);   /* wipes curl's copy of the credential line */
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
   curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);   /* the body is Lua's */
+  curl_easy_setopt(h, CURLOPT_MIMEPOST, NULL);
+  client_free_form(c);
+  int sink_err = client_close_sink(c);
   long status = 0, request_size = 0;
   double seconds = 0;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &request_size);
   curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &seconds);
 
+  if (sink_err != 0) {
+    luaL_pushfail(L);
+    bearer_error_push(L, "config", "write_failed", "cannot write %s: %s", sink, strerror(sink_err));
+    return 2;
+  }
   if (rc != CURLE_OK) {
     const char *kind, *code;
     client_classify(rc, &kind, &code);
@@ -551,6 +694,10 @@ static int client_perform(lua_State *L) {
   lua_setfield(L, -2, "body");
   lua_pushnumber(L, seconds);
   lua_setfield(L, -2, "time");
+  if (sink != NULL) {
+    lua_pushnumber(L, (lua_Number)c->sunk);
+    lua_setfield(L, -2, "bytes");
+  }
   client_set_trace(L, c);
   return 1;
 }
@@ -610,6 +757,8 @@ static int client_close(lua_State *L) {
   bearer_client *c = luaL_checkudata(L, 1, BEARER_CLIENT_MT);
   if (c->curl != NULL && c->pid == getpid()) curl_easy_cleanup(c->curl);
   c->curl = NULL;
+  client_close_sink(c);
+  client_free_form(c);
   client_free_headers(c);
   client_buf_reset(&c->body, 0);
   client_buf_reset(&c->head, 0);

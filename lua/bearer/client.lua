@@ -212,12 +212,17 @@ local function may_retry(res, err, idempotent)
 end
 
 local REQUEST_OPTIONS = { query = true, json = true, body = true, headers = true,
-                          timeout = true, idempotency_key = true }
+                          timeout = true, idempotency_key = true, form = true,
+                          sink = true, credentials = true, max_bytes = true }
 
 --- client:request(method, path, opts) -> response | nil, err
--- opts: query, json, body, headers, timeout, idempotency_key.
+-- opts: query, json, body, headers, timeout, idempotency_key; and for the
+-- API modules: form (multipart parts {name=, value=|file=, filename=,
+-- type=}), sink (a path that must not exist: a 2xx body streams there;
+-- it is removed before each retry), credentials (false: send no key),
+-- max_bytes (this call's response cap).
 -- Responses with status < 400 are returned (a 3xx is data, not an error);
--- the response is {status=, headers=, body=, json=, time=}.
+-- the response is {status=, headers=, body=, json=, time=, bytes=}.
 function methods:request(method, path, opts)
   if type(method) ~= "string" then
     error("bad argument #1 to 'request' (string expected, got " .. type(method) .. ")", 2)
@@ -257,12 +262,15 @@ function methods:request(method, path, opts)
   local idem_key = opts.idempotency_key
   if idem_key ~= nil then headers["Idempotency-Key"] = tostring(idem_key) end
   local idempotent = IDEMPOTENT[method] == true or idem_key ~= nil
-  local perform_opts = { timeout = opts.timeout, trace = st.log ~= nil }
+  local perform_opts = { timeout = opts.timeout, trace = st.log ~= nil, form = opts.form,
+                         sink = opts.sink, credentials = opts.credentials,
+                         max_bytes = opts.max_bytes }
 
   local attempt = 0
   while true do
     attempt = attempt + 1
     if st.limiter then st.limiter:acquire() end
+    if opts.sink and attempt > 1 then os.remove(opts.sink) end
     local res, err = self:perform(method, url, headers, body, perform_opts)
     if st.log then trace(self, st, attempt, method, url, res, err) end
     if res and res.status < 400 then
