@@ -1,0 +1,48 @@
+-- bearer's LuaJIT build (build/luajit) inside a real nginx with its Lua
+-- module: it loads, makes a key, and the Lua 5.4 build is refused cleanly.
+local bearer = require "bearer"
+local core = require "bearer.core"
+local emulator = require "support.emulator"
+
+describe("bearer in nginx (LuaJIT) #integration", function()
+  local server
+
+  setup(function()
+    local p = assert(io.popen(emulator.SCRIPT .. " start " .. emulator.ROOT
+                              .. "/spec/nginx/smoke.conf.in 2>&1"))
+    local out = p:read("a")
+    p:close()
+    local url = out:match("BEARER_EMULATOR_URL=(%S+)")
+    local prefix = out:match("BEARER_EMULATOR_PREFIX=(%S+)")
+    assert(url and prefix, "nginx did not start:\n" .. out)
+    server = setmetatable({ url = url, prefix = prefix }, emulator)
+    server.http = bearer.client{ base_url = url, max_retries = 0 }
+  end)
+  teardown(function() if server then server:stop() end end)
+
+  it("loads the LuaJIT build and makes a key", function()
+    local res = assert(server.http:get("/smoke"))
+    assert.equal(200, res.status)
+    local key, fingerprint, version, ok, code, jit =
+      res.body:match("^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|\n]*)")
+    assert.equal("bearer.Key(overten sk_live_0123...)", key)
+    assert.equal(core.sha256_hex(emulator.OVERTEN_KEY), fingerprint)
+    assert.equal(bearer._VERSION, version)
+    assert.equal("false", ok)
+    assert.equal("invalid_key", code)
+    assert.truthy(jit:find("^LuaJIT"))
+  end)
+
+  it("refuses the Lua 5.4 build with a message, without crashing", function()
+    local res = assert(server.http:get("/wrong-abi"))
+    assert.equal(200, res.status)
+    assert.truthy(res.body:find("^nil|"), res.body)
+    assert.truthy(res.body:find("undefined symbol", 1, true), res.body)
+    -- the worker is still there
+    assert.equal(200, assert(server.http:get("/smoke")).status)
+  end)
+
+  it("logs no error", function()
+    assert.same({}, server:error_lines())
+  end)
+end)
