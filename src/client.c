@@ -793,6 +793,27 @@ static int client_is_closed(lua_State *L) {
   return 1;
 }
 
+/* c:set_key(key | nil): the credential of the next transfers (a refreshed
+** token); the old key is no longer anchored by the client, not closed. */
+static int client_set_key(lua_State *L) {
+  bearer_client *c = client_check(L, 1);
+  bearer_key *k = lua_isnil(L, 2) ? NULL : bearer_key_check(L, 2);
+  lua_settop(L, 2);
+  lua_getiuservalue(L, 1, 1);
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "key");
+  c->key = k;
+  return 0;
+}
+
+/* c:key() -> the client's key or nil */
+static int client_key(lua_State *L) {
+  client_check(L, 1);
+  lua_getiuservalue(L, 1, 1);
+  lua_getfield(L, -1, "key");
+  return 1;
+}
+
 /* c:redact(text) -> text with header values and this client's key hidden */
 static int client_redact(lua_State *L) {
   bearer_client *c = client_check(L, 1);
@@ -809,6 +830,8 @@ static const luaL_Reg client_methods[] = {
   {"close", client_close},
   {"is_closed", client_is_closed},
   {"redact", client_redact},
+  {"set_key", client_set_key},
+  {"key", client_key},
   {NULL, NULL}
 };
 
