@@ -8,9 +8,9 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 ALL_CFLAGS = $(CFLAGS) $(WARN) -std=c99 -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L
-LIBS = -lcurl -lcrypto
+LIBS = -lcurl -lcrypto -lpthread
 
-SRC = src/core.c src/key.c src/client.c src/crypto.c src/error.c src/redact.c
+SRC = src/core.c src/key.c src/client.c src/crypto.c src/error.c src/redact.c src/vault.c
 HDR = src/bearer.h src/compat.h
 
 BUSTED ?= busted --lua=lua5.4

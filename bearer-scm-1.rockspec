@@ -31,9 +31,9 @@ build = {
   modules = {
     ["bearer.core"] = {
       sources = { "src/core.c", "src/key.c", "src/client.c", "src/crypto.c",
-                  "src/error.c", "src/redact.c" },
+                  "src/error.c", "src/redact.c", "src/vault.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl", "crypto" },
+      libraries = { "curl", "crypto", "pthread" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
     },

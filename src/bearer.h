@@ -20,6 +20,12 @@
 #define BEARER_CLIENT_MT "bearer.Client"
 #define BEARER_ERROR_MT  "bearer.Error"
 
+/* Bytes of a credential borrowed for one transfer or one redaction. */
+typedef struct bearer_secret {
+  const unsigned char *bytes;   /* NULL: no credential */
+  size_t len;
+} bearer_secret;
+
 /* {====================================================== keys (key.c) */
 
 typedef enum {
@@ -44,6 +50,8 @@ BEARER_INTERNAL void bearer_key_open(lua_State *L);
 BEARER_INTERNAL bearer_key *bearer_key_check(lua_State *L, int idx);
 /* The key at idx or NULL when it is not a key (closed keys included). */
 BEARER_INTERNAL bearer_key *bearer_key_test(lua_State *L, int idx);
+/* The secret of k, or no secret when k is NULL or closed. */
+BEARER_INTERNAL bearer_secret bearer_key_secret(const bearer_key *k);
 
 /* }====================================================== */
 
@@ -83,8 +91,17 @@ BEARER_INTERNAL void bearer_cleanse(void *p, size_t n);
 ** redacted copy of s[0..len) onto the stack.
 */
 BEARER_INTERNAL void bearer_redact_push(lua_State *L, const char *s, size_t len,
-                                        const bearer_key *key);
+                                        bearer_secret secret);
 BEARER_INTERNAL void bearer_redact_open(lua_State *L);
+
+/* }====================================================== */
+
+/* {====================================================== vault (vault.c) */
+
+BEARER_INTERNAL void bearer_vault_open(lua_State *L);
+/* Borrows entry id's bytes until bearer_vault_release; 0 if there is none. */
+BEARER_INTERNAL int bearer_vault_acquire(size_t id, bearer_secret *out);
+BEARER_INTERNAL void bearer_vault_release(size_t id);
 
 /* }====================================================== */
 

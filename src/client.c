@@ -61,6 +61,8 @@ typedef struct bearer_client {
   client_buf body, head, trace_out, trace_in;
   char errbuf[CURL_ERROR_SIZE];
   bearer_key *key;          /* anchored in uservalue.key, NULL: no credential */
+  bearer_secret cred;       /* this transfer's credential bytes (key or vault) */
+  size_t vault_id;          /* vault entry this transfer holds, 0: none */
 } bearer_client;
 
 /* {====================================================== buffers */
@@ -292,10 +294,9 @@ static int client_append(bearer_client *c, const char *line) {
 }
 
 /*
-** Builds this transfer's header list from the Lua table at idx, then adds
-** the credential when with_key. Caller mistakes raise (the list stays owned
-** by the client, so nothing leaks). The credential line is composed in a
-** scratch block that is wiped at once; curl's copy is wiped after perform.
+** Builds this transfer's header list from the Lua table at idx. Caller
+** mistakes raise (the list stays owned by the client, so nothing leaks).
+** A caller's own Authorization/X-API-Key is dropped when with_key.
 */
 static void client_build_headers(lua_State *L, bearer_client *c, int idx, int with_key) {
   client_free_headers(c);
@@ -327,19 +328,31 @@ static void client_build_headers(lua_State *L, bearer_client *c, int idx, int wi
       lua_pop(L, 2);
     }
   }
-  if (with_key) {
-    const char *pre = c->auth == CLIENT_AUTH_BEARER ? "Authorization: Bearer " : "X-API-Key: ";
-    size_t pn = strlen(pre), n = pn + c->key->len + 1;
-    char *line = malloc(n);
-    if (line == NULL) luaL_error(L, "out of memory");
-    memcpy(line, pre, pn);
-    memcpy(line + pn, c->key->secret, c->key->len);
-    line[n - 1] = '\0';
-    int rc = client_append(c, line);
-    bearer_cleanse(line, n);
-    free(line);
-    if (rc != 0) luaL_error(L, "out of memory");
-  }
+}
+
+/* Adds the credential line for c->cred; 0, or -1 when out of memory. It is
+** composed in a scratch block wiped at once; curl's copy is wiped after
+** perform (client_free_headers). Raises nothing: a vault entry may be held. */
+static int client_add_credential(bearer_client *c) {
+  const char *pre = c->auth == CLIENT_AUTH_BEARER ? "Authorization: Bearer " : "X-API-Key: ";
+  size_t pn = strlen(pre), n = pn + c->cred.len + 1;
+  char *line = malloc(n);
+  if (line == NULL) return -1;
+  memcpy(line, pre, pn);
+  memcpy(line + pn, c->cred.bytes, c->cred.len);
+  line[n - 1] = '\0';
+  int rc = client_append(c, line);
+  bearer_cleanse(line, n);
+  free(line);
+  return rc;
+}
+
+/* Lets go of the vault entry the last transfer borrowed, if any. */
+static void client_release_cred(bearer_client *c) {
+  if (c->vault_id != 0) bearer_vault_release(c->vault_id);
+  c->vault_id = 0;
+  c->cred.bytes = NULL;
+  c->cred.len = 0;
 }
 
 /*
@@ -451,11 +464,11 @@ static void client_push_headers(lua_State *L, bearer_client *c) {
 /* Sets t.trace_request / t.trace_response (t on top) when tracing. */
 static void client_set_trace(lua_State *L, bearer_client *c) {
   if (c->trace_out.n > 0) {
-    bearer_redact_push(L, c->trace_out.p, c->trace_out.n, c->key);
+    bearer_redact_push(L, c->trace_out.p, c->trace_out.n, c->cred);
     lua_setfield(L, -2, "trace_request");
   }
   if (c->trace_in.n > 0) {
-    bearer_redact_push(L, c->trace_in.p, c->trace_in.n, c->key);
+    bearer_redact_push(L, c->trace_in.p, c->trace_in.n, c->cred);
     lua_setfield(L, -2, "trace_response");
   }
 }
@@ -493,7 +506,9 @@ static void client_set_method(CURL *h, const char *method, const char *body, siz
 ** c:perform(method, url, headers, body, opts) -> response | nil, err
 **   opts: timeout (s), credentials (default true), trace (bool), max_bytes,
 **         form (multipart parts, instead of body), sink (a path that must
-**         not exist yet: a 2xx body streams there, created 0644, O_EXCL).
+**         not exist yet: a 2xx body streams there, created 0644, O_EXCL),
+**         vault (an id from core.vault_put: the credential, for a client
+**         in an nginx worker thread, which cannot be handed the key).
 **   response: {status=, headers=, body=, time=, bytes= (with a sink),
 **              trace_request=, trace_response=}
 **   err: a bearer error object with sent = whether any request byte left.
@@ -512,11 +527,21 @@ static int client_perform(lua_State *L) {
   if (mlen == 0 || mlen > 16 || strspn(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != mlen)
     return luaL_argerror(L, 2, "HTTP method must be upper-case letters");
 
+  client_release_cred(c);   /* a transfer cut short by an error kept it */
   long timeout_ms = c->timeout_ms;
   int with_key = c->key != NULL, trace = 0, form = 0;
+  lua_Integer vault = 0;
   const char *sink = NULL;
   c->limit = c->max_response;
   if (!lua_isnil(L, 6)) {
+    lua_getfield(L, 6, "vault");
+    if (!lua_isnil(L, -1)) {
+      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) <= 0)
+        return luaL_argerror(L, 6, "'vault' must be an id from vault_put");
+      vault = lua_tointeger(L, -1);
+      with_key = 1;
+    }
+    lua_pop(L, 1);
     timeout_ms = client_ms_opt(L, 6, "timeout", timeout_ms);
     lua_getfield(L, 6, "credentials");
     if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) with_key = 0;
@@ -539,7 +564,7 @@ static int client_perform(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  if (with_key && c->key->secret == NULL)
+  if (with_key && vault == 0 && c->key->secret == NULL)
     return luaL_error(L, "attempt to use a closed bearer.Key (the client's key was closed)");
 
   /* Where the credential would go decides whether it may go at all. */
@@ -585,13 +610,31 @@ static int client_perform(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  /* Opened last: nothing between here and perform can raise. */
+  /* From here on nothing raises until perform returns: the credential
+  ** (maybe a vault entry) is borrowed and the sink opened. */
+  if (with_key) {
+    if (vault != 0) {
+      if (!bearer_vault_acquire((size_t)vault, &c->cred)) {
+        luaL_pushfail(L);
+        bearer_error_push(L, "config", "vault_missing", "the shared key was dropped");
+        return 2;
+      }
+      c->vault_id = (size_t)vault;
+    } else {
+      c->cred = bearer_key_secret(c->key);
+    }
+    if (client_add_credential(c) != 0) {
+      client_release_cred(c);
+      return luaL_error(L, "out of memory");
+    }
+  }
   if (sink != NULL) {
     int fd = open(sink, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     c->sink = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (c->sink == NULL) {
       int err = errno;
       if (fd >= 0) close(fd);
+      client_release_cred(c);
       luaL_pushfail(L);
       bearer_error_push(L, "config", "write_failed", "cannot create %s: %s", sink, strerror(err));
       return 2;
@@ -654,6 +697,7 @@ static int client_perform(lua_State *L) {
   curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &seconds);
 
   if (sink_err != 0) {
+    client_release_cred(c);
     luaL_pushfail(L);
     bearer_error_push(L, "config", "write_failed", "cannot write %s: %s", sink, strerror(sink_err));
     return 2;
@@ -674,7 +718,7 @@ static int client_perform(lua_State *L) {
     if (c->too_large)
       lua_pushfstring(L, "response larger than %f bytes; cut off", (lua_Number)c->limit);
     else
-      bearer_redact_push(L, detail, strlen(detail), c->key);
+      bearer_redact_push(L, detail, strlen(detail), c->cred);
     luaL_pushfail(L);
     bearer_error_push(L, kind, code, "%s", lua_tostring(L, -2));
     lua_pushboolean(L, request_size > 0);
@@ -682,6 +726,7 @@ static int client_perform(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)rc);
     lua_setfield(L, -2, "curl_code");
     client_set_trace(L, c);
+    client_release_cred(c);
     return 2;
   }
 
@@ -699,6 +744,7 @@ static int client_perform(lua_State *L) {
     lua_setfield(L, -2, "bytes");
   }
   client_set_trace(L, c);
+  client_release_cred(c);
   return 1;
 }
 
@@ -768,6 +814,7 @@ static int client_close(lua_State *L) {
   free(c->ca_file);
   free(c->proxy);
   c->user_agent = c->ca_file = c->proxy = NULL;
+  client_release_cred(c);
   c->key = NULL;
   c->closed = 1;
   return 0;
@@ -819,7 +866,7 @@ static int client_redact(lua_State *L) {
   bearer_client *c = client_check(L, 1);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
-  bearer_redact_push(L, s, n, c->key);
+  bearer_redact_push(L, s, n, bearer_key_secret(c->key));
   return 1;
 }
 

@@ -444,6 +444,15 @@ BEARER_INTERNAL bearer_key *bearer_key_test(lua_State *L, int idx) {
   return (k != NULL && k->secret != NULL) ? k : NULL;
 }
 
+BEARER_INTERNAL bearer_secret bearer_key_secret(const bearer_key *k) {
+  bearer_secret s = { NULL, 0 };
+  if (k != NULL && k->secret != NULL) {
+    s.bytes = k->secret;
+    s.len = k->len;
+  }
+  return s;
+}
+
 BEARER_INTERNAL bearer_key *bearer_key_check(lua_State *L, int idx) {
   bearer_key *k = luaL_checkudata(L, idx, BEARER_KEY_MT);
   if (k->secret == NULL) luaL_error(L, "attempt to use a closed bearer.Key");

@@ -26,11 +26,11 @@ static int redact_is_secret_header(const char *name, size_t n) {
 
 /* Adds s[0..n) with each occurrence of the secret replaced. */
 static void redact_add_span(luaL_Buffer *b, const char *s, size_t n,
-                            const bearer_key *key) {
-  size_t klen = key ? key->len : 0;
+                            bearer_secret secret) {
+  size_t klen = secret.bytes ? secret.len : 0;
   size_t i = 0;
   while (i < n) {
-    if (klen > 0 && n - i >= klen && memcmp(s + i, key->secret, klen) == 0) {
+    if (klen > 0 && n - i >= klen && memcmp(s + i, secret.bytes, klen) == 0) {
       luaL_addstring(b, "[REDACTED]");
       i += klen;
     } else {
@@ -41,7 +41,7 @@ static void redact_add_span(luaL_Buffer *b, const char *s, size_t n,
 }
 
 BEARER_INTERNAL void bearer_redact_push(lua_State *L, const char *s, size_t len,
-                                        const bearer_key *key) {
+                                        bearer_secret secret) {
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   size_t i = 0;
@@ -57,7 +57,7 @@ BEARER_INTERNAL void bearer_redact_push(lua_State *L, const char *s, size_t len,
         luaL_addchar(&b, '\n');
       }
     } else {
-      redact_add_span(&b, s + i, end - i, key);
+      redact_add_span(&b, s + i, end - i, secret);
     }
     i = end;
   }
@@ -68,10 +68,9 @@ BEARER_INTERNAL void bearer_redact_push(lua_State *L, const char *s, size_t len,
 static int redact_text(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
-  const bearer_key *k = lua_isnoneornil(L, 2) ? NULL : bearer_key_test(L, 2);
   if (!lua_isnoneornil(L, 2) && luaL_testudata(L, 2, BEARER_KEY_MT) == NULL)
     return luaL_argerror(L, 2, "bearer.Key expected");
-  bearer_redact_push(L, s, n, k);
+  bearer_redact_push(L, s, n, bearer_key_secret(bearer_key_test(L, 2)));
   return 1;
 }
 
