@@ -41,6 +41,8 @@ build = {
     ["bearer.client"] = "lua/bearer/client.lua",
     ["bearer.error"] = "lua/bearer/error.lua",
     ["bearer.ratelimit"] = "lua/bearer/ratelimit.lua",
+    ["bearer.optiverse"] = "lua/bearer/optiverse.lua",
+    ["bearer.optiverse.watch"] = "lua/bearer/optiverse/watch.lua",
   },
 }
 test = {

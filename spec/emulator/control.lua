@@ -94,6 +94,17 @@ local function insert_records(req)
   return common.json(201, { ok = true, inserted = ids, total = total })
 end
 
+-- Moves the Optiverse poll limit's clock forward (specs with a fake clock).
+local function advance_clock(req)
+  local body, err = body_object(req)
+  if not body then return err end
+  local seconds = body.advance
+  if type(seconds) ~= "number" or seconds < 0 or seconds > 1e9 then
+    return bad("advance must be seconds >= 0")
+  end
+  return ok { ok = true, now = optiverse.advance_clock(seconds) }
+end
+
 local ROUTES = {
   { "GET", "^/health$", function() return ok { ok = true } end },
   { "POST", "^/reset$", reset },
@@ -105,6 +116,7 @@ local ROUTES = {
   { "GET", "^/config$", function() return ok(M.config) end },
   { "POST", "^/config$", set_config },
   { "POST", "^/optiverse/records$", insert_records },
+  { "POST", "^/optiverse/clock$", advance_clock },
 }
 
 function M.handle(req)

@@ -91,6 +91,7 @@ end
 -- 250 meetings, one every ~2.8 days on working hours from 2025-01-06 to
 -- 2026-11-20, stored newest first.
 function M.reset()
+  skew = 0
   rand = common.prng(20250106)
   records, records_by_id = {}, {}
   local first, last = common.epoch(2025, 1, 6), common.epoch(2026, 11, 20)
@@ -137,10 +138,20 @@ end
 -- object (from POST /_emulator/config) starts with an empty window.
 local window = { limit = nil, hits = {} }
 
+-- Seconds added to ngx.now() for the poll limit. Specs that fake their
+-- clock advance it as they "sleep" (POST /_emulator/optiverse/clock), so
+-- the limit is judged on the same time line as the client's spacing.
+local skew = 0
+
+function M.advance_clock(seconds)
+  skew = skew + seconds
+  return ngx.now() + skew
+end
+
 local function rate_limit(limit)
   if not limit then return end
   if window.limit ~= limit then window = { limit = limit, hits = {} } end
-  local now, hits = ngx.now(), window.hits
+  local now, hits = ngx.now() + skew, window.hits
   while hits[1] and hits[1] <= now - limit.per do table.remove(hits, 1) end
   if #hits >= limit.requests then
     local wait = math.max(1, math.ceil(hits[1] + limit.per - now))
