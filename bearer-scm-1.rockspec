@@ -43,6 +43,10 @@ build = {
     ["bearer.ratelimit"] = "lua/bearer/ratelimit.lua",
     ["bearer.optiverse"] = "lua/bearer/optiverse.lua",
     ["bearer.optiverse.watch"] = "lua/bearer/optiverse/watch.lua",
+    ["bearer.ngx"] = "lua/bearer/ngx/init.lua",
+    ["bearer.ngx.thread"] = "lua/bearer/ngx/thread.lua",
+    ["bearer.ngx.limiter"] = "lua/bearer/ngx/limiter.lua",
+    ["bearer.ngx.webhook"] = "lua/bearer/ngx/webhook.lua",
   },
 }
 test = {

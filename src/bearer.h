@@ -102,6 +102,8 @@ BEARER_INTERNAL void bearer_vault_open(lua_State *L);
 /* Borrows entry id's bytes until bearer_vault_release; 0 if there is none. */
 BEARER_INTERNAL int bearer_vault_acquire(size_t id, bearer_secret *out);
 BEARER_INTERNAL void bearer_vault_release(size_t id);
+/* core.vault_put(key) -> id */
+BEARER_INTERNAL int bearer_vault_put_lua(lua_State *L);
 
 /* }====================================================== */
 

@@ -63,6 +63,7 @@ typedef struct bearer_client {
   bearer_key *key;          /* anchored in uservalue.key, NULL: no credential */
   bearer_secret cred;       /* this transfer's credential bytes (key or vault) */
   size_t vault_id;          /* vault entry this transfer holds, 0: none */
+  size_t shared_id;         /* vault entry of key put by share_key, 0: none */
 } bearer_client;
 
 /* {====================================================== buffers */
@@ -345,6 +346,12 @@ static int client_add_credential(bearer_client *c) {
   bearer_cleanse(line, n);
   free(line);
   return rc;
+}
+
+/* Drops the vault entry share_key made. */
+static void client_unshare(bearer_client *c) {
+  if (c->shared_id != 0) bearer_vault_release(c->shared_id);
+  c->shared_id = 0;
 }
 
 /* Lets go of the vault entry the last transfer borrowed, if any. */
@@ -815,6 +822,7 @@ static int client_close(lua_State *L) {
   free(c->proxy);
   c->user_agent = c->ca_file = c->proxy = NULL;
   client_release_cred(c);
+  client_unshare(c);
   c->key = NULL;
   c->closed = 1;
   return 0;
@@ -840,12 +848,35 @@ static int client_is_closed(lua_State *L) {
   return 1;
 }
 
+/* c:share_key() -> vault id | nil: the client's key put in the vault once,
+** for transfers in other Lua VMs of this process (nginx worker threads).
+** The client drops the entry on close and when its key changes. */
+static int client_share_key(lua_State *L) {
+  bearer_client *c = client_check(L, 1);
+  if (c->key == NULL) {
+    luaL_pushfail(L);
+    return 1;
+  }
+  if (c->shared_id == 0) {
+    lua_pushcfunction(L, bearer_vault_put_lua);
+    lua_getiuservalue(L, 1, 1);
+    lua_getfield(L, -1, "key");
+    lua_remove(L, -2);
+    lua_call(L, 1, 1);   /* raises for a closed key: use after close */
+    c->shared_id = (size_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pushinteger(L, (lua_Integer)c->shared_id);
+  return 1;
+}
+
 /* c:set_key(key | nil): the credential of the next transfers (a refreshed
 ** token); the old key is no longer anchored by the client, not closed. */
 static int client_set_key(lua_State *L) {
   bearer_client *c = client_check(L, 1);
   bearer_key *k = lua_isnil(L, 2) ? NULL : bearer_key_check(L, 2);
   lua_settop(L, 2);
+  client_unshare(c);
   lua_getiuservalue(L, 1, 1);
   lua_pushvalue(L, 2);
   lua_setfield(L, -2, "key");
@@ -878,6 +909,7 @@ static const luaL_Reg client_methods[] = {
   {"is_closed", client_is_closed},
   {"redact", client_redact},
   {"set_key", client_set_key},
+  {"share_key", client_share_key},
   {"key", client_key},
   {NULL, NULL}
 };

@@ -106,7 +106,7 @@ BEARER_INTERNAL void bearer_vault_release(size_t id) {
 }
 
 /* core.vault_put(key) -> id: the key's bytes, shareable by number */
-static int vault_put_lua(lua_State *L) {
+BEARER_INTERNAL int bearer_vault_put_lua(lua_State *L) {
   size_t id = vault_put(bearer_key_check(L, 1));
   if (id == 0) return luaL_error(L, "cannot map memory for the vault");
   lua_pushinteger(L, (lua_Integer)id);
@@ -121,7 +121,7 @@ static int vault_drop_lua(lua_State *L) {
 }
 
 static const luaL_Reg vault_functions[] = {
-  {"vault_put", vault_put_lua},
+  {"vault_put", bearer_vault_put_lua},
   {"vault_drop", vault_drop_lua},
   {NULL, NULL}
 };

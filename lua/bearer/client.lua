@@ -46,6 +46,12 @@ local function default_user_agent()
   return ("bearer/%s %s libcurl/%s"):format(core._VERSION, lua, core.curl_version)
 end
 
+-- The ngx global of lua-nginx-module (OpenResty), with its thread pools.
+local function in_nginx()
+  return type(ngx) == "table" and type(ngx.get_phase) == "function"
+         and type(ngx.run_worker_thread) == "function"
+end
+
 local function stderr_log(line)
   io.stderr:write(line, "\n")
 end
@@ -91,10 +97,22 @@ function M.new(opts)
   st.max_retries = max_retries or 2
   st.headers = headers
   local clock = check_type(opts, "clock", "function")
+  local sleep = check_type(opts, "sleep", "function")
   st.clock = clock or core.now
-  st.sleep = check_type(opts, "sleep", "function") or core.sleep
+  st.sleep = sleep or core.sleep
+  local shared_limiter
+  if in_nginx() then
+    -- Inside nginx: transfers on the thread pool, waits that yield, and a
+    -- rate limit all workers share (see bearer.ngx).
+    local bngx = require "bearer.ngx"
+    st.perform = bngx.transport(c_opts)
+    st.sleep = sleep or bngx.sleep
+    local key = client:key()
+    shared_limiter = bngx.client_limiter(st.base_url .. "|" .. (key and key:fingerprint() or ""))
+  end
   -- spacing wants a clock that never jumps; an injected clock serves both
-  st.limiter = ratelimit.from_option(opts.rate_limit, clock or core.monotime, st.sleep)
+  st.limiter = ratelimit.from_option(opts.rate_limit, clock or core.monotime, st.sleep,
+                                     shared_limiter)
   if log then
     st.log = log
   elseif os.getenv("BEARER_LOG") == "debug" then
@@ -271,7 +289,7 @@ function methods:request(method, path, opts)
     attempt = attempt + 1
     if st.limiter then st.limiter:acquire() end
     if opts.sink and attempt > 1 then os.remove(opts.sink) end
-    local res, err = self:perform(method, url, headers, body, perform_opts)
+    local res, err = (st.perform or self.perform)(self, method, url, headers, body, perform_opts)
     if st.log then trace(self, st, attempt, method, url, res, err) end
     if res and res.status < 400 then
       res.trace_request, res.trace_response = nil, nil

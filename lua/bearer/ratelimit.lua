@@ -42,17 +42,24 @@ function M.new(opts)
   }, Limiter)
 end
 
+--- The booking rule, shared with the nginx limiter (whose slots live in a
+-- shared dict): appends to `slots` (ascending start times, at most
+-- `requests` kept) the earliest start at or after `now` that keeps every
+-- `per`-second window at `requests` starts or fewer, and returns it.
+function M.book(slots, now, requests, per)
+  local start = now
+  if #slots >= requests then
+    start = math.max(now, slots[#slots - requests + 1] + per)
+  end
+  slots[#slots + 1] = start
+  while #slots > requests do table.remove(slots, 1) end
+  return start
+end
+
 --- Books the next slot; returns the seconds it will wait, without waiting.
 function Limiter:reserve()
   local now = self.clock()
-  local slots = self.slots
-  local start = now
-  if #slots >= self.requests then
-    start = math.max(now, slots[#slots - self.requests + 1] + self.per)
-  end
-  slots[#slots + 1] = start
-  while #slots > self.requests do table.remove(slots, 1) end
-  return start - now
+  return M.book(self.slots, now, self.requests, self.per) - now
 end
 
 --- Waits for the next slot (through the limiter's sleep).
@@ -64,11 +71,17 @@ end
 
 --- A limiter from a client's `rate_limit` option: a spec table or an
 -- object with acquire(); the client's clock and sleep are the defaults.
-function M.from_option(value, clock, sleep)
+-- `shared(spec)`, when given (inside nginx), builds the limiter instead, so
+-- that every worker process keeps the same limit.
+function M.from_option(value, clock, sleep, shared)
   if value == nil then return nil end
   if type(value) == "table" and type(value.acquire) == "function" then return value end
   if type(value) ~= "table" then
     error("bad option 'rate_limit' to 'client' (table expected, got " .. type(value) .. ")", 3)
+  end
+  if shared and not value.clock then
+    local limiter = shared(value)
+    if limiter then return limiter end
   end
   return M.new{ requests = value.requests, per = value.per,
                 clock = value.clock or clock, sleep = value.sleep or sleep }

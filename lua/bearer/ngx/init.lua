@@ -1,0 +1,129 @@
+--- bearer.ngx: the SDK inside nginx (lua-nginx-module / OpenResty).
+--
+-- Loaded by bearer.client when the `ngx` global is present; users call it
+-- for the webhook receiver, the shared limiter, and the settings below.
+--
+-- Transfers run in an nginx thread pool (ngx.run_worker_thread): the
+-- request's coroutine yields while a pool thread drives libcurl, so the
+-- worker's event loop never blocks. Each pool thread has a Lua VM of its
+-- own that keeps one curl handle per set of transport options, so
+-- connections stay alive across requests. A key cannot cross into that VM
+-- (only plain values do), so its bytes go through the C vault by number.
+--
+-- nginx.conf needs two lines (names are the defaults, see configure):
+--     thread_pool bearer threads=16;      # main context
+--     lua_shared_dict bearer 1m;          # http context
+local core = require "bearer.core"
+local errors = require "bearer.error"
+
+local M = {
+  pool = "bearer",          -- thread_pool name
+  dict = "bearer",          -- lua_shared_dict name
+  allow_blocking = false,   -- block the worker where no yield is possible
+}
+
+-- Phases where a coroutine may yield (run_worker_thread, ngx.sleep).
+local YIELDABLE = { rewrite = true, access = true, content = true, timer = true }
+
+--- bearer.ngx.configure{ pool =, dict =, allow_blocking = }
+function M.configure(opts)
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'configure' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  for k, v in pairs(opts) do
+    if k == "pool" or k == "dict" then
+      if type(v) ~= "string" then error(("bad option '%s' to 'configure' (string expected)"):format(k), 2) end
+    elseif k == "allow_blocking" then
+      if type(v) ~= "boolean" then error("bad option 'allow_blocking' to 'configure' (boolean expected)", 2) end
+    else
+      error(("bad option '%s' to 'configure' (unknown option)"):format(tostring(k)), 2)
+    end
+    M[k] = v
+  end
+end
+
+function M.yieldable()
+  return YIELDABLE[ngx.get_phase()] == true
+end
+
+--- The default sleep inside nginx: yields where it may; blocks only where
+-- the user allowed blocking (elsewhere no transfer starts to wait for).
+function M.sleep(seconds)
+  if M.yieldable() then return ngx.sleep(seconds) end
+  return core.sleep(seconds)
+end
+
+local function blocking_error()
+  return errors.new{
+    kind = "config", code = "blocking_context",
+    message = ("bearer cannot make a request in %s without blocking the nginx worker; "
+               .. "call it from a request handler (rewrite, access, content) or an "
+               .. "ngx.timer.at callback, or allow blocking with "
+               .. "require('bearer.ngx').configure{ allow_blocking = true }"):format(ngx.get_phase()),
+  }
+end
+
+-- A stable name for a set of transport options: pool threads keep one curl
+-- handle per name, shared by every client with the same options.
+local function options_id(options)
+  local names = {}
+  for k in pairs(options) do names[#names + 1] = k end
+  table.sort(names)
+  local parts = {}
+  for _, k in ipairs(names) do parts[#parts + 1] = k .. "=" .. tostring(options[k]) end
+  return table.concat(parts, "\n")
+end
+
+--- The perform function of a client living in an nginx worker:
+-- same contract as client:perform, run on the thread pool.
+function M.transport(c_opts)
+  local options = {}
+  for k, v in pairs(c_opts) do
+    if k ~= "key" then options[k] = v end
+  end
+  local id = options_id(options)
+  return function(client, method, url, headers, body, opts)
+    if not M.yieldable() then
+      if M.allow_blocking then return client:perform(method, url, headers, body, opts) end
+      return nil, blocking_error()
+    end
+    local key = client:key()
+    if key and key:is_closed() then
+      error("attempt to use a closed bearer.Key (the client's key was closed)", 3)
+    end
+    local vault = nil
+    if key and opts.credentials ~= false then vault = client:share_key() end
+    local ok, res, err = ngx.run_worker_thread(M.pool, "bearer.ngx.thread", "perform", {
+      id = id, options = options, vault = vault, method = method, url = url,
+      headers = headers, body = body, opts = opts,
+    })
+    if not ok then
+      return nil, errors.new{
+        kind = "config", code = "thread_pool",
+        message = ("nginx thread pool '%s' failed: %s (nginx.conf needs: thread_pool %s threads=16;)")
+                  :format(M.pool, tostring(res), M.pool),
+      }
+    end
+    if res then return res end
+    return nil, core.error_new(err)
+  end
+end
+
+--- A limiter shared by every worker of this nginx through the shared
+-- dict, for a client's `rate_limit = { requests =, per = }`; nil (and a
+-- warning) when the dict is missing.
+function M.client_limiter(name)
+  return function(spec)
+    if not ngx.shared[M.dict] then
+      ngx.log(ngx.WARN, "bearer: lua_shared_dict '", M.dict, "' is missing; the rate limit ",
+              "holds per worker only (nginx.conf: lua_shared_dict ", M.dict, " 1m;)")
+      return nil
+    end
+    return require("bearer.ngx.limiter").new{ name = name, requests = spec.requests, per = spec.per }
+  end
+end
+
+M.limiter = function(opts) return require("bearer.ngx.limiter").new(opts) end
+M.webhook = function(opts) return require("bearer.ngx.webhook").receive(opts) end
+
+return M

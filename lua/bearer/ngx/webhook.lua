@@ -1,0 +1,80 @@
+--- bearer.ngx.webhook: an Overten webhook receiver for content_by_lua.
+--
+--   content_by_lua_block {
+--     require("bearer.ngx").webhook{ secret = SECRET, handler = function(event) ... end }
+--   }
+--
+-- Reads the raw body, checks X-Overten-Signature / X-Overten-Timestamp in
+-- C (HMAC-SHA256 over "{timestamp}.{raw body}", constant time), answers at
+-- once (200, or 400 for a malformed request, 401 for a bad signature or a
+-- stale timestamp), and hands the decoded event to the handler from a
+-- timer, after the response, so a slow handler never delays Overten.
+local core = require "bearer.core"
+local cjson = require "cjson.safe"
+
+local M = {}
+
+local function read_body()
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  if body then return body end
+  local path = ngx.req.get_body_file()   -- spooled: larger than the buffer
+  if not path then return "" end
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  body = f:read("*a")
+  f:close()
+  return body
+end
+
+local function answer(status, tbl)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(cjson.encode(tbl))
+  return ngx.exit(status)
+end
+
+local function run_handler(premature, handler, event)
+  if premature then return end
+  local ok, err = pcall(handler, event)
+  if not ok then ngx.log(ngx.ERR, "bearer: webhook handler failed: ", tostring(err)) end
+end
+
+function M.receive(opts)
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'webhook' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  if type(opts.handler) ~= "function" then
+    error("bad option 'handler' to 'webhook' (function expected, got " .. type(opts.handler) .. ")", 2)
+  end
+  local secret = opts.secret
+  if not (type(secret) == "string" or require("bearer").key.is(secret)) then
+    error("bad option 'secret' to 'webhook' (bearer.Key or string expected)", 2)
+  end
+  local tolerance = opts.tolerance or 300
+  if ngx.req.get_method() ~= "POST" then
+    return answer(405, { error = "method_not_allowed" })
+  end
+  local body = read_body()
+  if body == nil then return answer(400, { error = "malformed", message = "unreadable body" }) end
+  local headers = ngx.req.get_headers()
+  ngx.update_time()
+  local ok, err = core.webhook_verify(secret, body, headers["x-overten-signature"],
+                                      headers["x-overten-timestamp"], tolerance, ngx.now())
+  if not ok then
+    return answer(err.code == "malformed" and 400 or 401, { error = err.code, message = err.message })
+  end
+  local event = cjson.decode(body)
+  if type(event) ~= "table" then
+    return answer(400, { error = "malformed", message = "body is not a JSON object" })
+  end
+  local timer_ok, timer_err = ngx.timer.at(0, run_handler, opts.handler, event)
+  if not timer_ok then
+    -- no timer left: say so, Overten retries later
+    ngx.log(ngx.ERR, "bearer: cannot schedule the webhook handler: ", tostring(timer_err))
+    return answer(503, { error = "busy" })
+  end
+  return answer(200, { ok = true })
+end
+
+return M
