@@ -162,7 +162,7 @@ local function build_url(base_url, path, query)
   if path:find("^https?://") then
     url = path
   else
-    if path:sub(1, 1) ~= "/" then path = "/" .. path end
+    if path ~= "" and path:sub(1, 1) ~= "/" then path = "/" .. path end
     url = base_url .. path
   end
   if query and next(query) ~= nil then

@@ -1,0 +1,91 @@
+-- The handlers behind spec/nginx/embed.conf.in: bearer used from nginx
+-- as a user would, against the emulator at BEARER_EMULATOR_URL.
+local bearer = require "bearer"
+local cjson = require "cjson.safe"
+
+local M = {}
+local KEY = "sk_live_0123456789abcdefABCDEF012345"
+local init_result
+
+local function client(extra)
+  local opts = { base_url = os.getenv("BEARER_EMULATOR_URL"), key = KEY, max_retries = 0 }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return bearer.client(opts)
+end
+
+-- One client per worker, made on first use (not in the master): the
+-- curl handles it drives live in the pool threads anyway.
+local shared_client
+local function the_client()
+  shared_client = shared_client or client()
+  return shared_client
+end
+
+local function call(path)
+  local res, err = the_client():get(path)
+  if res then return { status = res.status, json = res.json } end
+  return { error = { kind = err.kind, code = err.code, message = err.message } }
+end
+
+-- init_by_lua cannot yield: bearer must refuse, not block nginx.
+function M.init_phase_call()
+  local c = bearer.client{ base_url = "http://127.0.0.1:1", key = KEY, max_retries = 0 }
+  local res, err = c:get("/x")
+  init_result = { ok = res ~= nil, kind = err and err.kind, code = err and err.code }
+end
+
+local routes = {}
+
+routes["/app/fast"] = function() return { fast = true, pid = ngx.worker.pid() } end
+
+routes["/app/call"] = function()
+  return call("/echo/" .. (ngx.var.arg_tag or "call"))
+end
+
+routes["/app/timer"] = function()
+  local id = tostring(ngx.now()) .. ":" .. math.random()
+  ngx.timer.at(0, function()
+    ngx.shared.results:set(id, cjson.encode(call("/echo/timer")), 30)
+  end)
+  for _ = 1, 200 do
+    local got = ngx.shared.results:get(id)
+    if got then return cjson.decode(got) end
+    ngx.sleep(0.01)
+  end
+  return { error = { code = "timer_never_ran" } }
+end
+
+routes["/app/limited"] = function()
+  local c = client{ rate_limit = { requests = 2, per = 1 } }
+  local res, err = c:get("/echo/limited")
+  return { status = res and res.status, error = err and err.code, pid = ngx.worker.pid() }
+end
+
+routes["/app/init"] = function() return init_result end
+
+routes["/app/webhook-events"] = function()
+  return { events = cjson.decode(ngx.shared.results:get("events") or "[]") }
+end
+
+function M.content()
+  local route = routes[ngx.var.uri]
+  if not route then return ngx.exit(404) end
+  ngx.say(cjson.encode(route()))
+end
+
+function M.access()
+  ngx.ctx.result = cjson.encode(call("/echo/" .. ngx.get_phase()))
+end
+
+function M.webhook()
+  require("bearer.ngx").webhook{
+    secret = bearer.key(os.getenv("BEARER_TEST_WEBHOOK_SECRET"), { scheme = "webhook" }),
+    handler = function(event)
+      local events = cjson.decode(ngx.shared.results:get("events") or "[]")
+      events[#events + 1] = event
+      ngx.shared.results:set("events", cjson.encode(events))
+    end,
+  }
+end
+
+return M

@@ -1,0 +1,213 @@
+-- bearer embedded in a real nginx (LuaJIT build, lua-nginx-module): calls
+-- from every yielding phase and timers, without blocking the worker; the
+-- shared limiter across workers; the webhook receiver; reload.
+local bearer = require "bearer"
+local core = require "bearer.core"
+local emulator = require "support.emulator"
+local cjson = require "cjson"
+
+local KEY = emulator.OVERTEN_KEY
+local WEBHOOK_SECRET = "whsec_embedSpecSecret0123456789abcdefABCDEF"
+
+local function start_nginx(emu, workers)
+  local p = assert(io.popen(("BEARER_EMULATOR_URL=%s BEARER_TEST_WEBHOOK_SECRET=%s "
+    .. "BEARER_EMULATOR_WORKERS=%d %s start %s/spec/nginx/embed.conf.in 2>&1")
+    :format(emu.url, WEBHOOK_SECRET, workers, emulator.SCRIPT, emulator.ROOT)))
+  local out = p:read("a")
+  p:close()
+  local url = out:match("BEARER_EMULATOR_URL=(%S+)")
+  local prefix = out:match("BEARER_EMULATOR_PREFIX=(%S+)")
+  assert(url and prefix, "nginx did not start:\n" .. out)
+  local server = setmetatable({ url = url, prefix = prefix }, emulator)
+  server.http = bearer.client{ base_url = url, max_retries = 0, timeout = 20 }
+  return server
+end
+
+-- Runs a GET in a child process, in the background; its body lands in the
+-- returned file when it completes.
+local function background_get(url)
+  local out = os.tmpname()
+  os.remove(out)
+  local script = out .. ".lua"
+  local f = assert(io.open(script, "w"))
+  f:write(([[
+    package.path = %q .. "/lua/?.lua;" .. %q .. "/lua/?/init.lua;" .. package.path
+    package.cpath = %q .. "/build/5.4/?.so;" .. package.cpath
+    local res = require("bearer").client{ base_url = %q, max_retries = 0, timeout = 30 }:get("")
+    local f = io.open(%q, "w")
+    f:write(res and res.body or "failed")
+    f:close()
+    os.rename(%q, %q)
+    os.remove(%q)
+  ]]):format(emulator.ROOT, emulator.ROOT, emulator.ROOT, url, out .. ".tmp",
+             out .. ".tmp", out, script))
+  f:close()
+  os.execute("lua5.4 " .. script .. " >/dev/null 2>&1 &")
+  return out
+end
+
+local function read(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function wait_for(pred, what)
+  for _ = 1, 500 do
+    local v = pred()
+    if v then return v end
+    core.sleep(0.02)
+  end
+  error("timed out waiting for " .. what)
+end
+
+local function get_json(server, path)
+  local res = assert(server.http:get(path))
+  assert.equal(200, res.status, res.body)
+  return cjson.decode(res.body)
+end
+
+describe("bearer inside nginx #integration", function()
+  local emu, one
+
+  setup(function()
+    emu = emulator.start()
+    one = start_nginx(emu, 1)
+  end)
+  teardown(function()
+    if one then one:stop() end
+    emu:stop()
+  end)
+  before_each(function() emu:reset() end)
+
+  it("calls from content, access and rewrite handlers and from timers", function()
+    for _, path in ipairs{ "/app/call", "/access", "/rewrite", "/app/timer" } do
+      local out = get_json(one, path)
+      assert.equal(200, out.status, path .. ": " .. cjson.encode(out))
+      assert.equal("Bearer " .. KEY, out.json.headers.authorization)
+    end
+    assert.equal(4, #emu:requests())
+  end)
+
+  it("refuses to block where nginx cannot yield (init_by_lua)", function()
+    local out = get_json(one, "/app/init")
+    assert.is_false(out.ok)
+    assert.equal("config", out.kind)
+    assert.equal("blocking_context", out.code)
+  end)
+
+  it("does not block the worker while a call waits", function()
+    emu:fault{ path = "/echo/slowpath", type = "slow", delay = 2 }
+    local done = background_get(one.url .. "/app/call?tag=slowpath")
+    wait_for(function() return #emu:requests("/echo/slowpath") == 1 end, "the slow request")
+    local t0 = core.monotime()
+    local fast = get_json(one, "/app/fast")
+    local elapsed = core.monotime() - t0
+    assert.is_true(fast.fast)
+    -- answered while the slow call is still pending in the same worker
+    assert.is_nil(read(done), "the fast request waited for the slow one")
+    print(("\n    /app/fast answered in %.1f ms while /app/call waited 2 s"):format(elapsed * 1000))
+    local slow = cjson.decode(wait_for(function() return read(done) end, "the slow call"))
+    assert.equal(200, slow.status)
+    os.remove(done)
+  end)
+
+  it("keeps connections to the API alive in the pool threads", function()
+    for i = 1, 12 do get_json(one, "/app/call?tag=k" .. i) end
+    local seen = {}
+    local n = 0
+    for _, r in ipairs(emu:requests()) do
+      if not seen[r.connection] then seen[r.connection] = true; n = n + 1 end
+    end
+    assert.is_true(n <= 4, n .. " connections for 12 calls (4 pool threads)")
+  end)
+
+  describe("webhook receiver", function()
+    local function post(body, headers)
+      return one.http:post("/webhook", { body = body, headers = headers })
+    end
+    local function signed(body, ts)
+      ts = tostring(ts or math.floor(core.now()))
+      return { ["X-Overten-Signature"] = core.webhook_sign(WEBHOOK_SECRET, ts, body),
+               ["X-Overten-Timestamp"] = ts, ["Content-Type"] = "application/json" }
+    end
+
+    it("accepts a signed event and hands it to the handler after answering", function()
+      local body = '{"event":"run.completed","run_id":"run_embed_1","task_id":"task_1"}'
+      local res = assert(post(body, signed(body)))
+      assert.equal(200, res.status)
+      local events = wait_for(function()
+        local got = get_json(one, "/app/webhook-events").events
+        return #got > 0 and got
+      end, "the handler")
+      assert.equal("run_embed_1", events[#events].run_id)
+    end)
+
+    it("rejects tampered, stale and malformed deliveries", function()
+      local body = '{"event":"run.completed","run_id":"run_embed_2"}'
+      local _, err = post(body .. " ", signed(body))
+      assert.equal(401, err.status)
+      assert.equal("bad_signature", err.code)
+      _, err = post(body, signed(body, math.floor(core.now()) - 3600))
+      assert.equal(401, err.status)
+      assert.equal("stale_timestamp", err.code)
+      _, err = post(body, { ["Content-Type"] = "application/json" })
+      assert.equal(400, err.status)
+      assert.equal("malformed", err.code)
+    end)
+  end)
+
+  it("works after nginx -s reload, with new workers", function()
+    local before = get_json(one, "/app/fast").pid
+    assert.is_true(os.execute(("nginx -p %s/ -c %s/nginx.conf -s reload 2>/dev/null")
+                              :format(one.prefix, one.prefix)))
+    wait_for(function()
+      local ok, out = pcall(get_json, one, "/app/fast")
+      return ok and out.pid ~= before
+    end, "new workers")
+    assert.equal(200, get_json(one, "/app/call").status)
+    assert.equal(200, get_json(one, "/app/timer").status)
+  end)
+
+  it("keeps secrets out of nginx's logs", function()
+    get_json(one, "/app/call")
+    for _, log in ipairs{ "/logs/error.log", "/logs/access.log" } do
+      local text = read(one.prefix .. log) or ""
+      assert.is_nil(text:find(KEY, 1, true), log)
+      assert.is_nil(text:find(WEBHOOK_SECRET, 1, true), log)
+    end
+    assert.same({}, one:error_lines())
+  end)
+
+  describe("with two workers", function()
+    local two
+    setup(function() two = start_nginx(emu, 2) end)
+    teardown(function() if two then two:stop() end end)
+
+    it("shares one rate limit between the workers", function()
+      local outs = {}
+      for i = 1, 8 do outs[i] = background_get(two.url .. "/app/limited?i=" .. i) end
+      local pids = {}
+      for _, out in ipairs(outs) do
+        local r = cjson.decode(wait_for(function() return read(out) end, "a limited call"))
+        assert.equal(200, r.status)
+        pids[r.pid] = true
+        os.remove(out)
+      end
+      local times = {}
+      for _, r in ipairs(emu:requests("/echo/limited")) do times[#times + 1] = r.time end
+      table.sort(times)
+      assert.equal(8, #times)
+      -- 2 per second: any 3 consecutive starts span at least a second
+      for i = 3, #times do
+        assert.is_true(times[i] - times[i - 2] >= 0.99,
+                       ("starts %d and %d only %.3f s apart"):format(i - 2, i, times[i] - times[i - 2]))
+      end
+      local n = 0
+      for _ in pairs(pids) do n = n + 1 end
+      print(("\n    8 limited calls over %.2f s from %d worker(s)"):format(times[#times] - times[1], n))
+    end)
+  end)
+end)
