@@ -45,11 +45,12 @@ end
 --- The booking rule, shared with the nginx limiter (whose slots live in a
 -- shared dict): appends to `slots` (ascending start times, at most
 -- `requests` kept) the earliest start at or after `now` that keeps every
--- `per`-second window at `requests` starts or fewer, and returns it.
-function M.book(slots, now, requests, per)
+-- `per`-second window at `requests` starts or fewer (spaced `margin` more,
+-- default 0), and returns it.
+function M.book(slots, now, requests, per, margin)
   local start = now
   if #slots >= requests then
-    start = math.max(now, slots[#slots - requests + 1] + per)
+    start = math.max(now, slots[#slots - requests + 1] + per + (margin or 0))
   end
   slots[#slots + 1] = start
   while #slots > requests do table.remove(slots, 1) end

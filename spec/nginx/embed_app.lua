@@ -27,11 +27,33 @@ local function call(path)
   return { error = { kind = err.kind, code = err.code, message = err.message } }
 end
 
--- init_by_lua cannot yield: bearer must refuse, not block nginx.
+-- Made in the master, used once there (blocking, opted in) and then in
+-- the workers after the fork, with blocking allowed in set_by_lua.
+local forked_client
+
+-- init_by_lua cannot yield: bearer must refuse, not block nginx; with
+-- blocking allowed, the master makes a call (its curl handle and
+-- connection are then inherited by every worker).
 function M.init_phase_call()
   local c = bearer.client{ base_url = "http://127.0.0.1:1", key = KEY, max_retries = 0 }
   local res, err = c:get("/x")
   init_result = { ok = res ~= nil, kind = err and err.kind, code = err and err.code }
+  local bngx = require "bearer.ngx"
+  bngx.configure{ allow_blocking = true }
+  forked_client = client()
+  local first = forked_client:get("/echo/fork-master")
+  init_result.master_call = first and first.status
+  bngx.configure{ allow_blocking = false }
+end
+
+-- set_by_lua cannot yield either: the call blocks (opted in) on the
+-- client made before the fork, which must not reuse the master's handle.
+function M.fork_call()
+  local bngx = require "bearer.ngx"
+  bngx.configure{ allow_blocking = true }
+  local res, err = forked_client:get("/echo/fork-worker")
+  bngx.configure{ allow_blocking = false }
+  return cjson.encode{ status = res and res.status, error = err and err.code }
 end
 
 local routes = {}
