@@ -15,7 +15,7 @@ HDR = src/bearer.h src/compat.h
 
 BUSTED ?= busted --lua=lua5.4
 
-.PHONY: all build deps test check-memory demo clean
+.PHONY: all build deps test check-memory demo bench clean
 
 all: build
 build: build/5.4/bearer/core.so build/luajit/bearer/core.so
@@ -39,6 +39,9 @@ check-memory: deps build
 
 demo: deps build
 	@sh examples/run-demo
+
+bench: deps build
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="build/5.4/?.so;;" lua5.4 bench/requests.lua
 
 clean:
 	rm -rf build
