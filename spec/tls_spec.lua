@@ -1,0 +1,60 @@
+-- https: certificate verification on by default, ca_file to trust a
+-- private CA, and a failed verification is a `tls` error, never retried.
+local bearer = require "bearer"
+local emulator = require "support.emulator"
+
+describe("https #integration", function()
+  local dir, server, tls_url
+
+  local function sh(cmd)
+    assert(os.execute(cmd .. " >/dev/null 2>&1"), cmd)
+  end
+
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    sh("mkdir -p " .. dir .. " && chmod 755 " .. dir)
+    sh(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
+        .. "-addext subjectAltName=IP:127.0.0.1,DNS:localhost "
+        .. "-keyout %s/key.pem -out %s/cert.pem"):format(dir, dir))
+    sh("chmod 644 " .. dir .. "/key.pem")   -- nginx workers (nobody) read it
+    for _ = 1, 5 do
+      local port = math.random(20000, 60999)
+      local p = io.popen(("BEARER_TLS_DIR=%s BEARER_TLS_PORT=%d %s start %s/spec/nginx/tls.conf.in 2>&1")
+                         :format(dir, port, emulator.SCRIPT, emulator.ROOT))
+      local out = p:read("a")
+      p:close()
+      local prefix = out:match("BEARER_EMULATOR_PREFIX=(%S+)")
+      if prefix then
+        server = setmetatable({ prefix = prefix }, emulator)
+        tls_url = "https://127.0.0.1:" .. port
+        return
+      end
+    end
+    error("no https server")
+  end)
+  teardown(function()
+    if server then server:stop() end
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("refuses a certificate it cannot verify, without retrying", function()
+    local slept = 0
+    local c = bearer.client{ base_url = tls_url, key = emulator.OVERTEN_KEY,
+                             sleep = function() slept = slept + 1 end }
+    local res, err = c:get("/x")
+    assert.is_nil(res)
+    assert.equal("tls", err.kind)
+    assert.equal("tls_verify_failed", err.code)
+    assert.is_false(err.retryable)
+    assert.equal(1, err.attempts)
+    assert.equal(0, slept)
+  end)
+
+  it("trusts a private CA given as ca_file, and sends the key over https", function()
+    local c = bearer.client{ base_url = tls_url, key = emulator.OVERTEN_KEY, ca_file = dir .. "/cert.pem" }
+    local res = assert(c:get("/x"))
+    assert.equal("https", res.json.scheme)
+    assert.equal("Bearer " .. emulator.OVERTEN_KEY, res.json.authorization)
+  end)
+end)
