@@ -24,7 +24,8 @@ local SWITCHES = {
       return "optiverse_poll_limit must be { requests = integer > 0, per = seconds > 0 }"
     end
   end,
-  -- Stored and reported only: no generation endpoint is emulated yet.
+  -- Overten sync generation is promoted to 202 when the emulated job
+  -- length (90 s) exceeds it (overten_gen.lua).
   sync_ceiling = function(v)
     if type(v) ~= "number" or v < 0 then return "sync_ceiling must be seconds >= 0" end
   end,
@@ -120,7 +121,12 @@ local ROUTES = {
 }
 
 function M.handle(req)
-  local handler, allowed = common.route(ROUTES, req.method, req.path:sub(#"/_emulator" + 1))
+  local sub = req.path:sub(#"/_emulator" + 1)
+  -- Overten's own control endpoints and the webhook inbox (overten_webhooks.lua)
+  if sub == "/inbox" or sub:sub(1, 7) == "/inbox/" or sub:sub(1, 9) == "/overten/" then
+    return overten.control(req, sub)
+  end
+  local handler, allowed = common.route(ROUTES, req.method, sub)
   if handler then return handler(req) end
   if allowed then
     return common.json(405, { ok = false, error = "method not allowed" }, { Allow = allowed })
