@@ -36,6 +36,18 @@ static void vault_wipe(vault_entry *e) {
   e->len = e->map_len = 0;
 }
 
+/* When the library is unloaded (lua_close, dlclose, exit), whatever is
+** left is wiped and the table freed: no secret outlives bearer. */
+__attribute__((destructor)) static void vault_unload(void) {
+  pthread_mutex_lock(&vault_lock);
+  for (size_t i = 0; i < vault_size; i++)
+    if (vault_entries[i].bytes != NULL) vault_wipe(&vault_entries[i]);
+  free(vault_entries);
+  vault_entries = NULL;
+  vault_size = 0;
+  pthread_mutex_unlock(&vault_lock);
+}
+
 /* Drops one holder of id; the last one wipes. Caller holds the lock. */
 static void vault_release_locked(size_t id) {
   if (id == 0 || id > vault_size) return;
