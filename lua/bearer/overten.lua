@@ -184,6 +184,7 @@ local function generation(self, path, opts, fname, idempotent)
   local async = body.async
   if async ~= nil and type(async) ~= "boolean" then bad_option("async", fname, "boolean", type(async)) end
   local on_progress = opt(opts, "on_progress", "function", fname)
+  local wait = opt(opts, "wait", "boolean", fname)
   local timeout = opt(opts, "timeout", "number", fname)
   local wait_timeout = opt(opts, "wait_timeout", "number", fname)
   local tm = body.timeout_ms
@@ -225,7 +226,7 @@ local function generation(self, path, opts, fname, idempotent)
   else
     return nil, err
   end
-  if opts.wait and type(task) == "table" and task.task_id and not M.TERMINAL[task.status or ""] then
+  if wait and type(task) == "table" and task.task_id and not M.TERMINAL[task.status or ""] then
     return self:wait(task.task_id, { timeout = wait_timeout, on_progress = on_progress })
   end
   return task
