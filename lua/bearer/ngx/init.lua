@@ -5,9 +5,12 @@
 --
 -- Transfers run in an nginx thread pool (ngx.run_worker_thread): the
 -- request's coroutine yields while a pool thread drives libcurl, so the
--- worker's event loop never blocks. Each pool thread has a Lua VM of its
--- own that keeps one curl handle per set of transport options, so
--- connections stay alive across requests. A key cannot cross into that VM
+-- worker's event loop never blocks. Each call borrows one of the module's
+-- thread Lua VMs (lua_worker_thread_vm_pool_size, 100 by default; a call
+-- finding none fails at once), which keeps one curl handle per set of
+-- transport options, so connections stay alive across requests. A
+-- semaphore per worker bounds the calls in flight (`concurrency`) so that
+-- a burst queues here instead of failing. A key cannot cross into that VM
 -- (only plain values do), so its bytes go through the C vault by number.
 --
 -- nginx.conf needs two lines (names are the defaults, see configure):
@@ -20,7 +23,11 @@ local M = {
   pool = "bearer",          -- thread_pool name
   dict = "bearer",          -- lua_shared_dict name
   allow_blocking = false,   -- block the worker where no yield is possible
+  concurrency = 16,         -- transfers in flight per worker (<= the VM pool size)
+  queue_timeout = 60,       -- seconds a transfer may wait for its turn
 }
+
+local slots   -- the worker's semaphore, made on first use (after the fork)
 
 -- Phases where a coroutine may yield (run_worker_thread, ngx.sleep).
 local YIELDABLE = { rewrite = true, access = true, content = true, timer = true }
@@ -35,6 +42,12 @@ function M.configure(opts)
       if type(v) ~= "string" then error(("bad option '%s' to 'configure' (string expected)"):format(k), 2) end
     elseif k == "allow_blocking" then
       if type(v) ~= "boolean" then error("bad option 'allow_blocking' to 'configure' (boolean expected)", 2) end
+    elseif k == "concurrency" or k == "queue_timeout" then
+      if type(v) ~= "number" or v <= 0 or (k == "concurrency" and v % 1 ~= 0) then
+        error(("bad option '%s' to 'configure' (positive %s expected)")
+              :format(k, k == "concurrency" and "integer" or "number"), 2)
+      end
+      if k == "concurrency" then slots = nil end
     else
       error(("bad option '%s' to 'configure' (unknown option)"):format(tostring(k)), 2)
     end
@@ -93,15 +106,25 @@ function M.transport(c_opts)
     end
     local vault = nil
     if key and opts.credentials ~= false then vault = client:share_key() end
-    local ok, res, err = ngx.run_worker_thread(M.pool, "bearer.ngx.thread", "perform", {
+    slots = slots or require("ngx.semaphore").new(M.concurrency)
+    local turn, why = slots:wait(M.queue_timeout)
+    if not turn then
+      return nil, errors.new{ kind = "timeout", code = "queue_timeout", retryable = true,
+        message = ("no bearer transfer slot in this worker within %s s (%s); raise "
+                   .. "bearer.ngx.configure{ concurrency = }"):format(M.queue_timeout, tostring(why)) }
+    end
+    local called, ok, res, err = pcall(ngx.run_worker_thread, M.pool, "bearer.ngx.thread", "perform", {
       id = id, options = options, vault = vault, method = method, url = url,
       headers = headers, body = body, opts = opts,
     })
+    slots:post(1)
+    if not called then error(ok, 0) end
     if not ok then
       return nil, errors.new{
         kind = "config", code = "thread_pool",
-        message = ("nginx thread pool '%s' failed: %s (nginx.conf needs: thread_pool %s threads=16;)")
-                  :format(M.pool, tostring(res), M.pool),
+        message = ("nginx thread pool '%s' failed: %s (nginx.conf needs: thread_pool %s "
+                   .. "threads=16; and lua_worker_thread_vm_pool_size at least "
+                   .. "bearer.ngx.configure{ concurrency = } per worker)"):format(M.pool, tostring(res), M.pool),
       }
     end
     if res then return res end
