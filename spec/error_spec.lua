@@ -87,6 +87,16 @@ describe("bearer.error #unit", function()
     assert.is_nil(line:find("\n"))
   end)
 
+  it("prints long fields whole (the line's buffer grows)", function()
+    local err = errors.new{ kind = "server", code = string.rep("c", 3000),
+                            message = string.rep("m\n", 20000), method = "GET",
+                            path = "/" .. string.rep("p", 9000), request_id = "r", attempts = 3 }
+    local line = tostring(err)
+    assert.equal(#"bearer: server error: " + 3000 + 2 + 40000 + #" [GET " + 9001
+                 + #"; request_id=r; attempts=3]", #line)
+    assert.is_nil(line:find("\n"))
+  end)
+
   it("builds, checks and raises error objects", function()
     local err = errors.new{ kind = "task", code = "failed", message = "task failed" }
     assert.is_true(errors.is(err))

@@ -21,7 +21,9 @@ local function template()
              :gsub("location = /health", "location = /_emulator/health")
   local path = os.tmpname()
   f = assert(io.open(path, "w"))
-  f:write("# bearer-emulator: examples/nginx/nginx.conf for spec/nginx_example_spec.lua\n", conf)
+  -- workers read bearer from the checkout (see spec/nginx/embed.conf.in)
+  f:write("# bearer-emulator: examples/nginx/nginx.conf for spec/nginx_example_spec.lua\n",
+          "user root;\n", conf)
   f:close()
   return path
 end

@@ -44,46 +44,49 @@ BEARER_INTERNAL int bearer_error_raise(lua_State *L, const char *kind,
   return lua_error(L);
 }
 
-/* Appends t[field] when it is a string or number, newlines folded. */
-static int error_add_field(lua_State *L, luaL_Buffer *b, const char *field,
-                           const char *before) {
-  lua_getfield(L, 1, field);
-  int t = lua_type(L, -1);
-  if (t != LUA_TSTRING && t != LUA_TNUMBER) {
-    lua_pop(L, 1);
-    return 0;
-  }
+/* The fields tostring shows, in order; read onto the stack before the
+** buffer starts, because nothing may be pushed while a luaL_Buffer is open
+** (it keeps its own box on top of the stack). */
+enum { F_KIND = 2, F_STATUS, F_CODE, F_MESSAGE, F_METHOD, F_PATH, F_REQUEST_ID,
+       F_ATTEMPTS, F_RETRY_AFTER };
+static const char *const error_fields[] = {
+  "kind", "status", "code", "message", "method", "path", "request_id",
+  "attempts", "retry_after", NULL
+};
+
+/* Adds the field at stack index idx when it is a string or number, with
+** newlines folded to spaces; lua_tolstring converts in place, no push. */
+static int error_add_field(lua_State *L, luaL_Buffer *b, int idx, const char *before) {
+  int t = lua_type(L, idx);
+  if (t != LUA_TSTRING && t != LUA_TNUMBER) return 0;
   size_t n;
-  const char *s = lua_tolstring(L, -1, &n);
+  const char *s = lua_tolstring(L, idx, &n);
   luaL_addstring(b, before);
   for (size_t i = 0; i < n; i++)
     luaL_addchar(b, (s[i] == '\n' || s[i] == '\r') ? ' ' : s[i]);
-  lua_pop(L, 1);
   return 1;
 }
 
-/* One readable line: "auth error: HTTP 401 invalid_api_key: ... [GET /x; ...]"
+/* One readable line: "bearer: auth error: HTTP 401 invalid_api_key: ... [GET /x; ...]"
 ** Built only from fields, so it can hold nothing the fields do not. */
 static int error_tostring(lua_State *L) {
   luaL_Buffer b;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
+  for (int i = 0; error_fields[i] != NULL; i++) lua_getfield(L, 1, error_fields[i]);
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "bearer: ");
-  if (!error_add_field(L, &b, "kind", "")) luaL_addstring(&b, "unknown");
+  if (!error_add_field(L, &b, F_KIND, "")) luaL_addstring(&b, "unknown");
   luaL_addstring(&b, " error:");
-  error_add_field(L, &b, "status", " HTTP ");
-  error_add_field(L, &b, "code", " ");
-  error_add_field(L, &b, "message", ": ");
-  lua_getfield(L, 1, "method");
-  int where = !lua_isnil(L, -1);
-  lua_pop(L, 1);
-  if (where) {
-    error_add_field(L, &b, "method", " [");
-    error_add_field(L, &b, "path", " ");
-    error_add_field(L, &b, "request_id", "; request_id=");
-    error_add_field(L, &b, "attempts", "; attempts=");
-    error_add_field(L, &b, "retry_after", "; retry_after=");
+  error_add_field(L, &b, F_STATUS, " HTTP ");
+  error_add_field(L, &b, F_CODE, " ");
+  error_add_field(L, &b, F_MESSAGE, ": ");
+  if (!lua_isnil(L, F_METHOD)) {
+    error_add_field(L, &b, F_METHOD, " [");
+    error_add_field(L, &b, F_PATH, " ");
+    error_add_field(L, &b, F_REQUEST_ID, "; request_id=");
+    error_add_field(L, &b, F_ATTEMPTS, "; attempts=");
+    error_add_field(L, &b, F_RETRY_AFTER, "; retry_after=");
     luaL_addchar(&b, ']');
   }
   luaL_pushresult(&b);
