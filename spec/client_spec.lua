@@ -326,6 +326,34 @@ describe("bearer.client #integration", function()
       assert.equal(1, count("/echo/r"))
     end)
 
+    it("never lets libcurl resend a call that must not run twice", function()
+      -- a kept-alive connection first, then a POST whose connection dies
+      -- without a reply: libcurl would resend it on a fresh one by itself
+      local c = client()
+      assert(c:get("/echo/warm"))
+      emu:fault{ path = "/echo/once", type = "drop", times = -1 }
+      local _, err = c:post("/echo/once", { json = {} })
+      assert.equal("connection", err.kind)
+      assert.equal(1, err.attempts)
+      assert.equal(1, count("/echo/once"))
+      -- idempotent calls keep their kept-alive connection
+      emu:reset()
+      assert(c:get("/echo/k1"))
+      assert(c:post("/echo/k2", { json = {}, idempotency_key = "k" }))
+      local seen = emu:requests()
+      assert.equal(seen[1].connection, seen[2].connection)
+    end)
+
+    it("takes max_retries per call", function()
+      emu:fault{ path = "/echo/r", type = "status", status = 503, times = -1 }
+      local c = client{ max_retries = 5 }
+      local _, err = c:get("/echo/r", { max_retries = 0 })
+      assert.equal(1, err.attempts)
+      _, err = client{ max_retries = 0 }:get("/echo/r", { max_retries = 1 })
+      assert.equal(2, err.attempts)
+      assert.has_error(function() c:get("/echo/r", { max_retries = -1 }) end)
+    end)
+
     it("times out a slow response and retries it when idempotent", function()
       emu:fault{ path = "/echo/r", type = "slow", delay = 2, times = -1 }
       local _, err = client{ timeout = 0.3, max_retries = 1 }:get("/echo/r")

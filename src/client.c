@@ -515,7 +515,9 @@ static void client_set_method(CURL *h, const char *method, const char *body, siz
 **         form (multipart parts, instead of body), sink (a path that must
 **         not exist yet: a 2xx body streams there, created 0644, O_EXCL),
 **         vault (an id from core.vault_put: the credential, for a client
-**         in an nginx worker thread, which cannot be handed the key).
+**         in an nginx worker thread, which cannot be handed the key),
+**         fresh_connect (a new connection: libcurl then never resends the
+**         request on its own, as it does when a reused one dies).
 **   response: {status=, headers=, body=, time=, bytes= (with a sink),
 **              trace_request=, trace_response=}
 **   err: a bearer error object with sent = whether any request byte left.
@@ -536,7 +538,7 @@ static int client_perform(lua_State *L) {
 
   client_release_cred(c);   /* a transfer cut short by an error kept it */
   long timeout_ms = c->timeout_ms;
-  int with_key = c->key != NULL, trace = 0, form = 0;
+  int with_key = c->key != NULL, trace = 0, form = 0, fresh = 0;
   lua_Integer vault = 0;
   const char *sink = NULL;
   c->limit = c->max_response;
@@ -554,6 +556,9 @@ static int client_perform(lua_State *L) {
     if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) with_key = 0;
     lua_getfield(L, 6, "trace");
     trace = lua_toboolean(L, -1);
+    lua_getfield(L, 6, "fresh_connect");
+    fresh = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, 6, "max_bytes");
     if (lua_isnumber(L, -1)) c->limit = (curl_off_t)lua_tonumber(L, -1);
     lua_pop(L, 3);
@@ -669,6 +674,7 @@ static int client_perform(lua_State *L) {
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, fresh ? 1L : 0L);
   curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);

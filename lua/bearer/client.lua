@@ -231,10 +231,12 @@ end
 
 local REQUEST_OPTIONS = { query = true, json = true, body = true, headers = true,
                           timeout = true, idempotency_key = true, form = true,
-                          sink = true, credentials = true, max_bytes = true }
+                          sink = true, credentials = true, max_bytes = true,
+                          max_retries = true }
 
 --- client:request(method, path, opts) -> response | nil, err
--- opts: query, json, body, headers, timeout, idempotency_key; and for the
+-- opts: query, json, body, headers, timeout, idempotency_key, max_retries
+-- (this call's, instead of the client's); and for the
 -- API modules: form (multipart parts {name=, value=|file=, filename=,
 -- type=}), sink (a path that must not exist: a 2xx body streams there;
 -- it is removed before each retry), credentials (false: send no key),
@@ -280,9 +282,18 @@ function methods:request(method, path, opts)
   local idem_key = opts.idempotency_key
   if idem_key ~= nil then headers["Idempotency-Key"] = tostring(idem_key) end
   local idempotent = IDEMPOTENT[method] == true or idem_key ~= nil
+  local max_retries = opts.max_retries
+  if max_retries == nil then
+    max_retries = st.max_retries
+  elseif not (type(max_retries) == "number" and max_retries >= 0 and max_retries % 1 == 0) then
+    error("bad option 'max_retries' to 'request' (non-negative integer expected)", 2)
+  end
+  -- libcurl resends a request by itself when a reused connection dies
+  -- before any reply; a call that must not run twice gets a connection of
+  -- its own, so that can never happen to it.
   local perform_opts = { timeout = opts.timeout, trace = st.log ~= nil, form = opts.form,
                          sink = opts.sink, credentials = opts.credentials,
-                         max_bytes = opts.max_bytes }
+                         max_bytes = opts.max_bytes, fresh_connect = not idempotent }
 
   local attempt = 0
   while true do
@@ -311,7 +322,7 @@ function methods:request(method, path, opts)
     err.trace_request, err.trace_response = nil, nil
     err.retryable = may_retry(res, err, idempotent)
     err.method, err.path, err.attempts = method, path, attempt
-    if not err.retryable or attempt > st.max_retries then return nil, err end
+    if not err.retryable or attempt > max_retries then return nil, err end
     if err.retry_after and err.retry_after > M.RETRY_AFTER_MAX then return nil, err end
     st.sleep(err.retry_after or backoff(attempt))
   end

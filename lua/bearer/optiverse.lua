@@ -284,8 +284,8 @@ Client.__close = Client.close
 function Client:key() return self._key end
 
 -- One GET; the decoded body if it has the success envelope's `data` array.
-local function get(http, path, query)
-  local res, err = http:get(path, { query = query })
+local function get(http, path, query, opts)
+  local res, err = http:get(path, { query = query, max_retries = opts and opts.max_retries })
   if not res then return nil, M.classify(err) end
   local doc = res.json
   if type(doc) ~= "table" or type(doc.data) ~= "table" then

@@ -107,12 +107,8 @@ function M.install(optiverse, Client, private)
       end
       next_at = mono() + interval
       q.offset = ("%d"):format(offset)
-      local saved = st.max_retries
-      st.max_retries = 0
-      local ok, doc, e = pcall(private.get, self.http, "/v1/list-records", q)
-      st.max_retries = saved
-      if not ok then error(doc, 0) end
-      return doc, e
+      -- the watcher spaces and retries its polls itself
+      return private.get(self.http, "/v1/list-records", q, { max_retries = 0 })
     end
 
     -- One poll: the new records, oldest first, or nil, err.
