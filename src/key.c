@@ -233,6 +233,24 @@ static bearer_scheme key_detect(const unsigned char *s, size_t n) {
   return BEARER_SCHEME_TOKEN;
 }
 
+/* The schemes made of a literal prefix and a run of allowed characters:
+** exactly `rest` of them, or one or more when rest is 0. */
+typedef struct key_rule {
+  const char *literal;
+  size_t rest;
+  int (*allowed)(unsigned char);
+  const char *expect;      /* the rule in words, for the error message */
+} key_rule;
+
+static const key_rule key_rules[] = {
+  [BEARER_SCHEME_OVERTEN] = { "sk_live_", 28, key_is_alnum,
+                              "'sk_live_' followed by exactly 28 letters or digits" },
+  [BEARER_SCHEME_OPTIVERSE] = { "optiuser_v1_", 0, key_is_urlsafe,
+                                "'optiuser_v1_' followed by URL-safe characters" },
+  [BEARER_SCHEME_WEBHOOK] = { "whsec_", 0, key_is_b64token,
+                              "'whsec_' followed by token characters" },
+};
+
 /* Shows the literal prefix plus 4 characters, but only where at least 16
 ** characters of the secret stay hidden. */
 static void key_set_prefix(bearer_key *k, const char *literal) {
@@ -260,34 +278,16 @@ static int key_validate(bearer_key *k, char *why, size_t whylen) {
       return -1;
     }
   }
-  switch (k->scheme) {
-    case BEARER_SCHEME_OVERTEN:
-      if (n != 36 || !key_starts(s, n, "sk_live_") || !key_all(s + 8, 28, key_is_alnum)) {
-        snprintf(why, whylen, "expected 'sk_live_' followed by exactly 28 letters "
-                 "or digits (got %zu characters)", n);
-        return -1;
-      }
-      key_set_prefix(k, "sk_live_");
-      return 0;
-    case BEARER_SCHEME_OPTIVERSE:
-      if (n <= 12 || !key_starts(s, n, "optiuser_v1_") || !key_all(s + 12, n - 12, key_is_urlsafe)) {
-        snprintf(why, whylen, "expected 'optiuser_v1_' followed by URL-safe characters");
-        return -1;
-      }
-      key_set_prefix(k, "optiuser_v1_");
-      return 0;
-    case BEARER_SCHEME_WEBHOOK:
-      if (n <= 6 || !key_starts(s, n, "whsec_") || !key_all(s + 6, n - 6, key_is_b64token)) {
-        snprintf(why, whylen, "expected 'whsec_' followed by token characters");
-        return -1;
-      }
-      key_set_prefix(k, "whsec_");
-      return 0;
-    case BEARER_SCHEME_FIREBASE:
-      return key_check_jwt(k, why, whylen);
-    case BEARER_SCHEME_TOKEN:
-      return 0;
+  if (k->scheme == BEARER_SCHEME_FIREBASE) return key_check_jwt(k, why, whylen);
+  if (k->scheme == BEARER_SCHEME_TOKEN) return 0;
+  const key_rule *r = &key_rules[k->scheme];
+  size_t m = strlen(r->literal);
+  if (n <= m || !key_starts(s, n, r->literal) || !key_all(s + m, n - m, r->allowed)
+      || (r->rest != 0 && n - m != r->rest)) {
+    snprintf(why, whylen, "expected %s (got %zu characters)", r->expect, n);
+    return -1;
   }
+  key_set_prefix(k, r->literal);
   return 0;
 }
 

@@ -200,6 +200,7 @@ end
 
 -- Replaces JSON nulls in objects by absence, so `if t.next_cursor then`
 -- means what it reads; nulls inside arrays stay (cjson.null) to keep length.
+-- Every decoded document bearer hands out goes through it.
 local function strip_nulls(v)
   if type(v) ~= "table" then return v end
   for k, x in pairs(v) do
@@ -211,6 +212,8 @@ local function strip_nulls(v)
   end
   return v
 end
+
+M.strip_nulls = strip_nulls
 
 local function is_json(res)
   local ct = res.headers["content-type"]

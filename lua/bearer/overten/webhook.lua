@@ -36,17 +36,7 @@ local function header(headers, name)
   end
 end
 
-local function strip_nulls(v)
-  if type(v) ~= "table" then return v end
-  for k, x in pairs(v) do
-    if x == json.null then
-      if type(k) ~= "number" then v[k] = nil end
-    else
-      strip_nulls(x)
-    end
-  end
-  return v
-end
+local strip_nulls = require("bearer.client").strip_nulls
 
 --- overten.webhook.verify{ secret=, body=, signature=, timestamp=
 --    [, headers=] [, tolerance=300] [, now=] } -> event | nil, err
