@@ -46,13 +46,7 @@ local function background_get(url)
   return out
 end
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = require("support.files").read
 
 local function wait_for(pred, what)
   for _ = 1, 500 do

@@ -2,19 +2,18 @@
 -- six project endpoints, against the emulator.
 local overten = require "bearer.overten"
 local emulator = require "support.emulator"
+local files = require "support.files"
 
 describe("bearer.overten endpoints #integration", function()
   local emu, dir
 
   setup(function()
     emu = emulator.start()
-    dir = os.tmpname()
-    os.remove(dir)
-    os.execute("mkdir -p " .. dir)
+    dir = files.tmpdir()
   end)
   teardown(function()
     emu:stop()
-    os.execute("rm -rf " .. dir)
+    files.remove(dir)
   end)
   before_each(function() emu:reset() end)
 
@@ -26,13 +25,7 @@ describe("bearer.overten endpoints #integration", function()
     return overten.client(opts)
   end
 
-  local function write(name, content)
-    local path = dir .. "/" .. name
-    local f = assert(io.open(path, "wb"))
-    f:write(content)
-    f:close()
-    return path
-  end
+  local function write(name, content) return files.write(dir .. "/" .. name, content) end
 
   -- Records what the module hands to http:request.
   local function record(c)

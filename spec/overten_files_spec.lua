@@ -4,6 +4,7 @@
 local bearer = require "bearer"
 local overten = require "bearer.overten"
 local emulator = require "support.emulator"
+local files = require "support.files"
 local cjson = require "cjson"
 
 local KEY = emulator.OVERTEN_KEY
@@ -15,13 +16,11 @@ describe("bearer.overten files #integration", function()
 
   setup(function()
     emu = emulator.start()
-    dir = os.tmpname()
-    os.remove(dir)
-    os.execute("mkdir -p " .. dir)
+    dir = files.tmpdir()
   end)
   teardown(function()
     emu:stop()
-    os.execute("rm -rf " .. dir)
+    files.remove(dir)
   end)
   before_each(function()
     emu:reset()
@@ -36,21 +35,9 @@ describe("bearer.overten files #integration", function()
     return overten.client(opts)
   end
 
-  local function read(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-  end
+  local read = files.read
 
-  local function write(name, content)
-    local path = dir .. "/" .. name
-    local f = assert(io.open(path, "wb"))
-    f:write(content)
-    f:close()
-    return path
-  end
+  local function write(name, content) return files.write(dir .. "/" .. name, content) end
 
   local function listing()
     local p = io.popen("ls -A " .. dir)

@@ -2,6 +2,7 @@
 -- private CA, and a failed verification is a `tls` error, never retried.
 local bearer = require "bearer"
 local emulator = require "support.emulator"
+local files = require "support.files"
 
 describe("https #integration", function()
   local dir, server, tls_url
@@ -11,9 +12,8 @@ describe("https #integration", function()
   end
 
   setup(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    sh("mkdir -p " .. dir .. " && chmod 755 " .. dir)
+    dir = files.tmpdir()
+    sh("chmod 755 " .. dir)   -- nginx workers (nobody) read the certificate
     sh(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
         .. "-addext subjectAltName=IP:127.0.0.1,DNS:localhost "
         .. "-keyout %s/key.pem -out %s/cert.pem"):format(dir, dir))
@@ -35,7 +35,7 @@ describe("https #integration", function()
   end)
   teardown(function()
     if server then server:stop() end
-    os.execute("rm -rf " .. dir)
+    files.remove(dir)
   end)
 
   it("refuses a certificate it cannot verify, without retrying", function()

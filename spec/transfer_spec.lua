@@ -2,18 +2,17 @@
 -- transfer features the API modules (downloads, uploads) build on.
 local bearer = require "bearer"
 local emulator = require "support.emulator"
+local files = require "support.files"
 
 describe("transfers #integration", function()
   local emu, dir
   setup(function()
     emu = emulator.start()
-    dir = os.tmpname()
-    os.remove(dir)
-    os.execute("mkdir -p " .. dir)
+    dir = files.tmpdir()
   end)
   teardown(function()
     emu:stop()
-    os.execute("rm -rf " .. dir)
+    files.remove(dir)
   end)
   before_each(function() emu:reset() end)
 
@@ -25,13 +24,7 @@ describe("transfers #integration", function()
     return bearer.client(opts)
   end
 
-  local function read(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-  end
+  local read = files.read
 
   it("streams a 2xx body to a new file instead of memory", function()
     emu:fault{ path = "/echo/big", type = "huge", bytes = 5 * 1024 * 1024 }
