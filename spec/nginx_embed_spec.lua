@@ -7,7 +7,8 @@ local emulator = require "support.emulator"
 local cjson = require "cjson"
 
 local KEY = emulator.OVERTEN_KEY
-local WEBHOOK_SECRET = "whsec_embedSpecSecret0123456789abcdefABCDEF"
+-- the emulator's seeded org signs per-request webhooks with this secret
+local WEBHOOK_SECRET = "whsec_emu_5f3c9a7e1b2d4f6a8c0e2b4d6f8a0c1e"
 
 local function start_nginx(emu, workers)
   local p = assert(io.popen(("BEARER_EMULATOR_URL=%s BEARER_TEST_WEBHOOK_SECRET=%s "
@@ -150,6 +151,20 @@ describe("bearer inside nginx #integration", function()
       assert.equal("run_embed_1", events[#events].run_id)
     end)
 
+    it("accepts an event the emulator signs and delivers", function()
+      local ot = require("bearer.overten").client{ api_key = KEY, base_url = emu:overten_url() }
+      local t = assert(ot:generate("excel", { prompt = "Q3", async = true,
+                                              webhook_url = one.url .. "/webhook" }))
+      emu:control("POST", "/overten/tasks/" .. t.task_id, { status = "completed" })
+      local events = wait_for(function()
+        for _, e in ipairs(get_json(one, "/app/webhook-events").events) do
+          if e.task_id == t.task_id then return e end
+        end
+      end, "the emulator's delivery")
+      assert.equal("run.completed", events.event)
+      assert.equal(t.run_id, events.run_id)
+    end)
+
     it("rejects tampered, stale and malformed deliveries", function()
       local body = '{"event":"run.completed","run_id":"run_embed_2"}'
       local _, err = post(body .. " ", signed(body))
@@ -190,6 +205,25 @@ describe("bearer inside nginx #integration", function()
     local two
     setup(function() two = start_nginx(emu, 2) end)
     teardown(function() if two then two:stop() end end)
+
+    it("lets the Optiverse watchers of all workers share one polling slot", function()
+      emu:reset()
+      local outs = { background_get(two.url .. "/app/watch?w=1"), background_get(two.url .. "/app/watch?w=2"),
+                     background_get(two.url .. "/app/watch?w=3") }
+      for _, out in ipairs(outs) do
+        local r = cjson.decode(wait_for(function() return read(out) end, "a watcher"))
+        assert.truthy(r.records, cjson.encode(r))
+        os.remove(out)
+      end
+      local times = {}
+      for _, r in ipairs(emu:requests("/external-api/v1/list-records")) do times[#times + 1] = r.time end
+      table.sort(times)
+      assert.is_true(#times >= 6, #times .. " polls")
+      for i = 2, #times do
+        assert.is_true(times[i] - times[i - 1] >= 1, ("polls %d and %d %.3f s apart")
+                       :format(i - 1, i, times[i] - times[i - 1]))
+      end
+    end)
 
     it("shares one rate limit between the workers", function()
       local outs = {}

@@ -85,6 +85,20 @@ end
 
 routes["/app/init"] = function() return init_result end
 
+-- Two polls of the Optiverse watcher (1 s interval, as a key with a higher
+-- limit could): run from two workers at once, their polls share one slot.
+routes["/app/watch"] = function()
+  local ov = require("bearer.optiverse").client{
+    api_key = "optiuser_v1_test_4f9a2c1d8e7b6a5f",
+    base_url = os.getenv("BEARER_EMULATOR_URL") .. "/external-api" }
+  local n = 0
+  for _ in ov:watch_records{ since = "2026-11-01T00:00:00Z", interval = 1,
+                             i_have_a_higher_limit = true, max_polls = 2 } do
+    n = n + 1
+  end
+  return { records = n, pid = ngx.worker.pid() }
+end
+
 routes["/app/webhook-events"] = function()
   return { events = cjson.decode(ngx.shared.results:get("events") or "[]") }
 end

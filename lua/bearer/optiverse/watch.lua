@@ -76,6 +76,15 @@ function M.install(optiverse, Client, private)
     -- An injected clock serves both (specs run polls without waiting).
     local mono = self._clock or core.monotime
     local wall = self._clock or core.now
+    -- Inside nginx every worker may run a watcher with the same key: they
+    -- share one slot per interval through the shared dict (bearer.ngx).
+    local shared
+    if not self._clock and type(ngx) == "table" and type(ngx.shared) == "table" then
+      local key = self.http:key()
+      shared = require("bearer.ngx").client_limiter(
+        "optiverse-watch|" .. core.client_state(self.http).base_url .. "|"
+        .. (key and key:fingerprint() or ""))({ requests = 1, per = interval })
+    end
 
     local since = opts.since or optiverse.format_time(wall())
     local since_t = parse_time(since)
@@ -105,6 +114,7 @@ function M.install(optiverse, Client, private)
         local d = next_at - mono()
         if d > 0 then sleep(d) end
       end
+      if shared then shared:acquire() end
       next_at = mono() + interval
       q.offset = ("%d"):format(offset)
       -- the watcher spaces and retries its polls itself
