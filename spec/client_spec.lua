@@ -191,6 +191,39 @@ describe("bearer.client #integration", function()
       assert.has_error(function() c:set_key("string") end)
     end)
 
+    it("never sends a plain-http credential through a proxy", function()
+      -- a proxy that is not there: the request must go to the loopback host itself
+      local c = client{ proxy = "http://127.0.0.1:1" }
+      assert.equal("Bearer " .. KEY, assert(c:get("/echo/p")).json.headers.authorization)
+      -- without a credential the proxy is used as asked
+      local _, err = client{ proxy = "http://127.0.0.1:1", key = false, max_retries = 0 }:get("/echo/p")
+      assert.equal("connection", err.kind)
+    end)
+
+    it("keeps its key anchored whatever happens to its settings table", function()
+      local c = client()
+      local st = core.client_state(c)
+      for k in pairs(st) do st[k] = nil end
+      st.base_url, st.max_retries, st.headers = emu.url, 0, {}
+      st.clock, st.sleep = core.now, function() end
+      collectgarbage()
+      collectgarbage()
+      assert.equal(KEY, c:key():reveal())
+      assert.equal("Bearer " .. KEY, assert(c:get("/echo/a")).json.headers.authorization)
+    end)
+
+    it("keeps a URL's query out of error paths and foreign trace lines", function()
+      emu:fault{ path = "/echo/signed", type = "status", status = 403 }
+      local lines = {}
+      local c = client{ log = function(l) lines[#lines + 1] = l end }
+      local _, err = c:get(emu.url .. "/echo/signed?X-Signature=SECRETSIG123", { credentials = false })
+      assert.equal(emu.url .. "/echo/signed", err.path)
+      assert.is_nil(tostring(err):find("SECRETSIG123", 1, true))
+      local all = table.concat(lines, "\n")
+      assert.is_nil(all:find("SECRETSIG123", 1, true))
+      assert.truthy(all:find("?[REDACTED]", 1, true))
+    end)
+
     it("refuses to use a closed client or a closed key", function()
       local c = client()
       c:close()
@@ -464,6 +497,8 @@ describe("bearer.client #integration", function()
       assert.has_error(function() c:request("GET", "/x", { nope = 1 }) end)
       assert.has_error(function() c:request("G T", "/x") end)
       assert.has_error(function() c:get("/x", { json = { f = function() end } }) end)
+      assert.has_error(function() c:perform("GET", emu.url, {}, nil, { max_bytes = math.huge }) end)
+      assert.has_error(function() c:perform("GET", emu.url, {}, nil, { max_bytes = 0 / 0 }) end)
     end)
 
     it("shows the key's prefix only", function()

@@ -61,6 +61,17 @@ describe("bearer.error #unit", function()
     assert.equal("not allowed", parse(403, '{"detail":"not allowed"}').message)
   end)
 
+  it("redacts what the server echoes, in every field", function()
+    local secret = "sk_live_0123456789abcdefABCDEF012345"
+    local redact = function(s) return (s:gsub(secret, "[REDACTED]")) end
+    local err = errors.from_response({ status = 422, headers = {}, body = '{"detail":[{"loc":["header",'
+      .. '"authorization"],"msg":"bad","input":"Bearer ' .. secret .. '"}],"missing":["' .. secret .. '"]}' },
+      redact, 0)
+    assert.equal("Bearer [REDACTED]", err.details[1].input)
+    assert.equal("[REDACTED]", err.missing[1])
+    assert.is_nil(err.body:find(secret, 1, true))
+  end)
+
   it("copes with bodies that are not JSON", function()
     local err = parse(502, "<html>\n<h1>502 Bad Gateway</h1></html>")
     assert.equal("server", err.kind)

@@ -91,6 +91,8 @@ describe("bearer inside nginx #integration", function()
     assert.is_false(out.ok)
     assert.equal("config", out.kind)
     assert.equal("blocking_context", out.code)
+    assert.equal("blocking_context", out.limited_code)
+    assert.is_true(out.limited_seconds < 1, "the rate limit made init_by_lua wait")
   end)
 
   it("gives a worker its own curl handle for a client made before the fork", function()

@@ -772,3 +772,23 @@ describe("bearer.optiverse #integration", function()
     assert.truthy(out:find("validation error: invalid_argument: limit", 1, true), out)
   end)
 end)
+
+describe("bearer.optiverse redaction #integration", function()
+  local emulator = require "support.emulator"
+  local optiverse = require "bearer.optiverse"
+  local emu
+  setup(function() emu = emulator.start() end)
+  teardown(function() emu:stop() end)
+
+  it("keeps the key out of an unexpected response's error message", function()
+    emu:fault{ path = "/external-api/v1/list-records", type = "status", status = 200,
+               content_type = "application/json",
+               body = '{"echo":"Bearer ' .. emulator.OPTIVERSE_KEY .. '"}' }
+    local ov = optiverse.client{ api_key = emulator.OPTIVERSE_KEY, base_url = emu:optiverse_url() }
+    local page, err = ov:records_page{ limit = 5 }
+    assert.is_nil(page)
+    assert.equal("decode", err.kind)
+    assert.is_nil(tostring(err):find(emulator.OPTIVERSE_KEY, 1, true))
+    assert.truthy(err.message:find("[REDACTED]", 1, true))
+  end)
+end)

@@ -40,13 +40,19 @@ describe("core vault #integration", function()
     core.vault_drop(id)
   end)
 
-  it("reuses freed ids and rejects bad ones", function()
+  it("never gives an id twice, so a stale id cannot reach another key", function()
+    -- a call queued with a's id while its key changed must not find b's key
+    local a = core.vault_put(bearer.key(emulator.OVERTEN_KEY))
+    core.vault_drop(a)
+    local b = core.vault_put(bearer.key("optiuser_v1_someoneElsesKey1234567890"))
+    assert.are_not.equal(a, b)
+    local c0 = bearer.client{ base_url = emu.url }
+    local _, err = c0:perform("GET", emu.url .. "/echo/stale", {}, nil, { vault = a })
+    assert.equal("vault_missing", err.code)
+    assert.equal(0, #emu:requests())
+    core.vault_drop(b)
+    core.vault_drop(b)   -- a second drop is harmless
     local k = bearer.key(emulator.OVERTEN_KEY)
-    local a = core.vault_put(k)
-    core.vault_drop(a)
-    assert.equal(a, core.vault_put(k))
-    core.vault_drop(a)
-    core.vault_drop(a)   -- a second drop is harmless
     local c = bearer.client{ base_url = emu.url }
     assert.has_error(function() c:perform("GET", emu.url .. "/x", {}, nil, { vault = 0 }) end)
     assert.has_error(function() c:perform("GET", emu.url .. "/x", {}, nil, { vault = "1" }) end)

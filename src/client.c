@@ -11,7 +11,9 @@
 ** Ownership: the client owns its handle, its scratch buffers and this
 ** transfer's header list; a longjmp out of a later lua_push* leaves them
 ** with the client, which frees them on the next perform or on close.
-** The key is anchored in the userdata's user value table (field "key").
+** The userdata's user value is a table of two slots: [1] the Lua layer's
+** settings (core.client_state hands it out) and [2] the key, which no Lua
+** code can reach, so nothing done to the settings can unanchor the key.
 */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -213,6 +215,24 @@ static void client_classify(CURLcode rc, const char **kind, const char **code) {
 /* }====================================================== */
 
 /* {====================================================== helpers */
+
+enum { CLIENT_SETTINGS = 1, CLIENT_KEY = 2 };   /* slots of the user value */
+
+/* Pushes slot `slot` of the client at idx. */
+static void client_push_slot(lua_State *L, int idx, int slot) {
+  lua_getiuservalue(L, idx, 1);
+  lua_rawgeti(L, -1, slot);
+  lua_remove(L, -2);
+}
+
+/* Anchors the value on top (a key or nil) to the client at idx; pops it. */
+static void client_anchor_key(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_getiuservalue(L, idx, 1);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, CLIENT_KEY);
+  lua_pop(L, 1);
+}
 
 static bearer_client *client_check(lua_State *L, int idx) {
   bearer_client *c = luaL_checkudata(L, idx, BEARER_CLIENT_MT);
@@ -560,7 +580,12 @@ static int client_perform(lua_State *L) {
     fresh = lua_toboolean(L, -1);
     lua_pop(L, 1);
     lua_getfield(L, 6, "max_bytes");
-    if (lua_isnumber(L, -1)) c->limit = (curl_off_t)lua_tonumber(L, -1);
+    if (!lua_isnil(L, -1)) {
+      lua_Number mb = lua_tonumber(L, -1);
+      if (lua_type(L, -1) != LUA_TNUMBER || !(mb >= 0 && mb <= 9007199254740992.0))
+        return luaL_argerror(L, 6, "'max_bytes' must be a byte count");
+      c->limit = (curl_off_t)mb;
+    }
     lua_pop(L, 3);
     lua_getfield(L, 6, "sink");   /* anchored by opts, which stays on the stack */
     if (!lua_isnil(L, -1)) {
@@ -675,6 +700,9 @@ static int client_perform(lua_State *L) {
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(h, CURLOPT_FRESH_CONNECT, fresh ? 1L : 0L);
+  /* A credential over plain http goes to the loopback host itself, never
+  ** through a proxy (the proxy option or http_proxy), which would read it. */
+  if (plain && with_key) curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
   curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
@@ -775,7 +803,10 @@ static int client_new(lua_State *L) {
   c->closed = 1;            /* until every option is read: __gc frees halves */
   luaL_setmetatable(L, BEARER_CLIENT_MT);
 
-  lua_createtable(L, 0, 4);   /* uservalue: anchors the key */
+  lua_createtable(L, 2, 0);   /* uservalue: { settings, key } */
+  lua_createtable(L, 0, 8);
+  lua_rawseti(L, -2, CLIENT_SETTINGS);
+  lua_setiuservalue(L, 2, 1);
   lua_getfield(L, 1, "key");
   if (!lua_isnil(L, -1)) {
     if (luaL_testudata(L, -1, BEARER_KEY_MT) == NULL)
@@ -783,8 +814,7 @@ static int client_new(lua_State *L) {
                         luaL_typename(L, -1));
     c->key = bearer_key_check(L, -1);
   }
-  lua_setfield(L, -2, "key");
-  lua_setiuservalue(L, 2, 1);
+  client_anchor_key(L, 2);
 
   lua_getfield(L, 1, "auth");
   if (!lua_isnil(L, -1)) {
@@ -845,7 +875,7 @@ static int client_tostring(lua_State *L) {
 ** layer keeps its per-client settings. */
 static int client_state(lua_State *L) {
   client_check(L, 1);
-  lua_getiuservalue(L, 1, 1);
+  client_push_slot(L, 1, CLIENT_SETTINGS);
   return 1;
 }
 
@@ -865,9 +895,7 @@ static int client_share_key(lua_State *L) {
   }
   if (c->shared_id == 0) {
     lua_pushcfunction(L, bearer_vault_put_lua);
-    lua_getiuservalue(L, 1, 1);
-    lua_getfield(L, -1, "key");
-    lua_remove(L, -2);
+    client_push_slot(L, 1, CLIENT_KEY);
     lua_call(L, 1, 1);   /* raises for a closed key: use after close */
     c->shared_id = (size_t)lua_tointeger(L, -1);
     lua_pop(L, 1);
@@ -883,9 +911,7 @@ static int client_set_key(lua_State *L) {
   bearer_key *k = lua_isnil(L, 2) ? NULL : bearer_key_check(L, 2);
   lua_settop(L, 2);
   client_unshare(c);
-  lua_getiuservalue(L, 1, 1);
-  lua_pushvalue(L, 2);
-  lua_setfield(L, -2, "key");
+  client_anchor_key(L, 1);   /* pops the key (argument 2) */
   c->key = k;
   return 0;
 }
@@ -893,8 +919,7 @@ static int client_set_key(lua_State *L) {
 /* c:key() -> the client's key or nil */
 static int client_key(lua_State *L) {
   client_check(L, 1);
-  lua_getiuservalue(L, 1, 1);
-  lua_getfield(L, -1, "key");
+  client_push_slot(L, 1, CLIENT_KEY);
   return 1;
 }
 

@@ -22,11 +22,29 @@ typedef struct vault_entry {
   unsigned char *bytes;     /* own pages; NULL: free slot */
   size_t len, map_len;
   long holders;             /* vault_put holders + transfers in progress */
+  size_t id;                /* the id it was put under */
 } vault_entry;
 
+/* An id is never given twice: a request queued with an id whose entry was
+** dropped (its client's key changed) must find nothing, not the key of
+** whoever got the slot next. id = generation * VAULT_SLOTS + slot + 1, and
+** stays below 2^53 so it survives LuaJIT's doubles. */
+#define VAULT_SLOTS 65536
+#define VAULT_MAX_GENERATION ((size_t)1 << 36)
+
 static pthread_mutex_t vault_lock = PTHREAD_MUTEX_INITIALIZER;
-static vault_entry *vault_entries;   /* grows, never shrinks: ids stay valid */
+static vault_entry *vault_entries;   /* grows, never shrinks */
 static size_t vault_size;
+static size_t vault_generation;
+
+/* The entry id names while it is alive, else NULL. Caller holds the lock. */
+static vault_entry *vault_find_locked(size_t id) {
+  if (id == 0) return NULL;
+  size_t slot = (id - 1) % VAULT_SLOTS;
+  if (slot >= vault_size) return NULL;
+  vault_entry *e = &vault_entries[slot];
+  return (e->bytes != NULL && e->id == id) ? e : NULL;
+}
 
 static void vault_wipe(vault_entry *e) {
   bearer_cleanse(e->bytes, e->map_len);
@@ -50,9 +68,8 @@ __attribute__((destructor)) static void vault_unload(void) {
 
 /* Drops one holder of id; the last one wipes. Caller holds the lock. */
 static void vault_release_locked(size_t id) {
-  if (id == 0 || id > vault_size) return;
-  vault_entry *e = &vault_entries[id - 1];
-  if (e->bytes != NULL && --e->holders == 0) vault_wipe(e);
+  vault_entry *e = vault_find_locked(id);
+  if (e != NULL && --e->holders == 0) vault_wipe(e);
 }
 
 /* A copy of the bytes of key as a new entry; its id (1-based), or 0. */
@@ -67,27 +84,29 @@ static size_t vault_put(const bearer_key *k) {
   mlock(p, map_len);
   memcpy(p, k->secret, k->len);
   pthread_mutex_lock(&vault_lock);
-  size_t id = 0;
+  size_t slot = vault_size;
   for (size_t i = 0; i < vault_size; i++)
     if (vault_entries[i].bytes == NULL) {
-      id = i + 1;
+      slot = i;
       break;
     }
-  if (id == 0) {
+  if (slot == vault_size && vault_size < VAULT_SLOTS) {
     vault_entry *grown = realloc(vault_entries, (vault_size + 16) * sizeof *grown);
     if (grown != NULL) {
       memset(grown + vault_size, 0, 16 * sizeof *grown);
       vault_entries = grown;
-      id = vault_size + 1;
       vault_size += 16;
     }
   }
-  if (id != 0) {
-    vault_entry *e = &vault_entries[id - 1];
+  size_t id = 0;
+  if (slot < vault_size && vault_generation < VAULT_MAX_GENERATION) {
+    vault_entry *e = &vault_entries[slot];
+    id = ++vault_generation * VAULT_SLOTS + slot + 1;
     e->bytes = p;
     e->len = k->len;
     e->map_len = map_len;
     e->holders = 1;
+    e->id = id;
   }
   pthread_mutex_unlock(&vault_lock);
   if (id == 0) {
@@ -100,8 +119,8 @@ static size_t vault_put(const bearer_key *k) {
 BEARER_INTERNAL int bearer_vault_acquire(size_t id, bearer_secret *out) {
   int ok = 0;
   pthread_mutex_lock(&vault_lock);
-  if (id >= 1 && id <= vault_size && vault_entries[id - 1].bytes != NULL) {
-    vault_entry *e = &vault_entries[id - 1];
+  vault_entry *e = vault_find_locked(id);
+  if (e != NULL) {
     e->holders++;
     out->bytes = e->bytes;
     out->len = e->len;

@@ -106,6 +106,7 @@ function M.new(opts)
     -- rate limit all workers share (see bearer.ngx).
     local bngx = require "bearer.ngx"
     st.perform = bngx.transport(c_opts)
+    st.refuse = bngx.refusal
     st.sleep = sleep or bngx.sleep
     local key = client:key()
     shared_limiter = bngx.client_limiter(st.base_url .. "|" .. (key and key:fingerprint() or ""))
@@ -180,17 +181,28 @@ local function fold(text)
   return (text:gsub("[\r\n]+$", ""):gsub("\r?\n", " | "))
 end
 
+-- A URL's query hidden: what a signed URL (another host's credential) or
+-- a token in a query would show.
+local function hide_query(s)
+  return (s:gsub("%?[^%s|]*", "?[REDACTED]"))
+end
+M.hide_query = hide_query
+
 -- One line per request and one per response. Header text comes from C,
 -- already redacted; the line's own prefix (the URL may carry a secret in
--- its query) goes through the same C redaction before it is joined.
-local function trace(client, st, attempt, method, url, res, err)
+-- its query) goes through the same C redaction before it is joined. A call
+-- sent without the key goes to someone else's URL (a signed download):
+-- its query is a credential of its own and is hidden too.
+local function trace(client, st, attempt, method, url, res, err, foreign)
   local log = st.log
   local out = (res or err).trace_request
-  log(client:redact(("bearer: > %s %s (attempt %d)"):format(method, url, attempt))
-      .. (out and (" | " .. fold(out)) or ""))
+  local line = client:redact(("bearer: > %s %s (attempt %d)"):format(method, url, attempt))
+               .. (out and (" | " .. fold(out)) or "")
+  log(foreign and hide_query(line) or line)
   if res then
-    log(("bearer: < %d in %.3fs%s"):format(res.status, res.time or 0,
-        res.trace_response and (" | " .. fold(res.trace_response)) or ""))
+    line = ("bearer: < %d in %.3fs%s"):format(res.status, res.time or 0,
+           res.trace_response and (" | " .. fold(res.trace_response)) or "")
+    log(foreign and hide_query(line) or line)
   else
     log(("bearer: < failed: %s (%s)"):format(err.message, err.code))
   end
@@ -265,6 +277,15 @@ function methods:request(method, path, opts)
   method = method:upper()
   local st = core.client_state(self)
   local url = build_url(st.base_url, path, opts.query)
+  -- errors name the path without its query: a query may hold a token
+  local err_path = path:gsub("%?.*$", "")
+  if st.refuse then   -- inside nginx, where this phase cannot wait
+    local refused = st.refuse()
+    if refused then
+      refused.method, refused.path, refused.attempts = method, err_path, 0
+      return nil, refused
+    end
+  end
 
   local headers = { Accept = "application/json" }
   for k, v in pairs(st.headers) do headers[k] = v end
@@ -304,7 +325,7 @@ function methods:request(method, path, opts)
     if st.limiter then st.limiter:acquire() end
     if opts.sink and attempt > 1 then os.remove(opts.sink) end
     local res, err = (st.perform or self.perform)(self, method, url, headers, body, perform_opts)
-    if st.log then trace(self, st, attempt, method, url, res, err) end
+    if st.log then trace(self, st, attempt, method, url, res, err, opts.credentials == false) end
     if res and res.status < 400 then
       res.trace_request, res.trace_response = nil, nil
       if res.body ~= "" and is_json(res) then
@@ -312,7 +333,7 @@ function methods:request(method, path, opts)
         if doc == nil then
           return nil, errors.new{ kind = "decode", code = "invalid_json",
             status = res.status, message = "response is not valid JSON: " .. tostring(why),
-            method = method, path = path, attempts = attempt,
+            method = method, path = err_path, attempts = attempt,
             request_id = res.headers["x-request-id"] or res.headers["request-id"] }
         end
         res.json = strip_nulls(doc)
@@ -324,7 +345,7 @@ function methods:request(method, path, opts)
     end
     err.trace_request, err.trace_response = nil, nil
     err.retryable = may_retry(res, err, idempotent)
-    err.method, err.path, err.attempts = method, path, attempt
+    err.method, err.path, err.attempts = method, err_path, attempt
     if not err.retryable or attempt > max_retries then return nil, err end
     if err.retry_after and err.retry_after > M.RETRY_AFTER_MAX then return nil, err end
     st.sleep(err.retry_after or backoff(attempt))

@@ -112,6 +112,16 @@ function M.retry_after_seconds(value, now)
   return nil
 end
 
+-- Every string inside v redacted (server-sent structures such as FastAPI's
+-- `detail`, whose `input` may echo a header).
+local function redact_deep(v, redact)
+  if type(v) == "string" then return redact(v) end
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[redact_deep(k, redact)] = redact_deep(x, redact) end
+  return out
+end
+
 --- An error object for a response with status >= 400.
 -- `redact` hides the client's credential in anything the server sent.
 function M.from_response(res, redact, now)
@@ -135,7 +145,7 @@ function M.from_response(res, redact, now)
     retry_after = M.retry_after_seconds(headers["retry-after"], now),
     body = redact(body:sub(1, 65536)),
   }
-  for k, v in pairs(extra) do err[k] = v end
+  for k, v in pairs(extra) do err[k] = redact_deep(v, redact) end
   return core.error_new(err)
 end
 

@@ -291,7 +291,8 @@ local function get(http, path, query, opts)
   if type(doc) ~= "table" or type(doc.data) ~= "table" then
     return nil, errors.new{ kind = "decode", code = "unexpected_response", status = res.status,
       method = "GET", path = path,
-      message = "response has no data array (" .. (res.body or ""):sub(1, 100) .. ")" }
+      message = "response has no data array ("
+                .. http:redact((res.body or ""):sub(1, 100)) .. ")" }
   end
   return doc
 end

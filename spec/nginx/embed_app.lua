@@ -38,6 +38,15 @@ function M.init_phase_call()
   local c = bearer.client{ base_url = "http://127.0.0.1:1", key = KEY, max_retries = 0 }
   local res, err = c:get("/x")
   init_result = { ok = res ~= nil, kind = err and err.kind, code = err and err.code }
+  -- a rate-limited client is refused before its limiter could make the
+  -- (blocked) master wait: two calls, both refused at once
+  local limited = bearer.client{ base_url = "http://127.0.0.1:1", key = KEY,
+                                 rate_limit = { requests = 1, per = 180 } }
+  local t0 = require("bearer.core").monotime()
+  limited:get("/x")
+  local _, lerr = limited:get("/x")
+  init_result.limited_code = lerr and lerr.code
+  init_result.limited_seconds = require("bearer.core").monotime() - t0
   local bngx = require "bearer.ngx"
   bngx.configure{ allow_blocking = true }
   forked_client = client()

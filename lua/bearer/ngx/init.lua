@@ -8,9 +8,11 @@
 -- worker's event loop never blocks. Each call borrows one of the module's
 -- thread Lua VMs (lua_worker_thread_vm_pool_size, 100 by default; a call
 -- finding none fails at once), which keeps one curl handle per set of
--- transport options, so connections stay alive across requests. A
--- semaphore per worker bounds the calls in flight (`concurrency`) so that
--- a burst queues here instead of failing. A key cannot cross into that VM
+-- transport options, so connections stay alive across requests. Each
+-- worker bounds its calls in flight (`concurrency`) so that a burst queues
+-- here instead of failing: leases held by coroutines in a weak table, so a
+-- request killed mid-call (its coroutine never resumed) gives its lease
+-- back when it is collected, where a semaphore's slot would be lost. A key cannot cross into that VM
 -- (only plain values do), so its bytes go through the C vault by number.
 --
 -- nginx.conf needs two lines (names are the defaults, see configure):
@@ -27,7 +29,14 @@ local M = {
   queue_timeout = 60,       -- seconds a transfer may wait for its turn
 }
 
-local slots   -- the worker's semaphore, made on first use (after the fork)
+local leases = setmetatable({}, { __mode = "k" })   -- coroutine -> true, in flight
+local QUEUE_POLL = 0.002                             -- seconds between looks at the queue
+
+local function leases_held()
+  local n = 0
+  for _ in pairs(leases) do n = n + 1 end
+  return n
+end
 
 -- Phases where a coroutine may yield (run_worker_thread, ngx.sleep).
 local YIELDABLE = { rewrite = true, access = true, content = true, timer = true }
@@ -47,7 +56,6 @@ function M.configure(opts)
         error(("bad option '%s' to 'configure' (positive %s expected)")
               :format(k, k == "concurrency" and "integer" or "number"), 2)
       end
-      if k == "concurrency" then slots = nil end
     else
       error(("bad option '%s' to 'configure' (unknown option)"):format(tostring(k)), 2)
     end
@@ -74,6 +82,41 @@ local function blocking_error()
                .. "ngx.timer.at callback, or allow blocking with "
                .. "require('bearer.ngx').configure{ allow_blocking = true }"):format(ngx.get_phase()),
   }
+end
+
+--- nil where a transfer may wait here, else the error to return at once
+-- (before any rate-limit wait, which could not yield either).
+function M.refusal()
+  if M.yieldable() or M.allow_blocking then return nil end
+  return blocking_error()
+end
+
+-- Runs one transfer on the pool once this coroutine holds a lease; the
+-- module's "no available Lua vm" (a VM pool smaller than `concurrency`)
+-- waits like a busy queue.
+local function run_on_pool(spec)
+  local co = coroutine.running()
+  local deadline = ngx.now() + M.queue_timeout
+  while true do
+    if leases_held() < M.concurrency then
+      leases[co] = true
+      local called, ok, res, err = pcall(ngx.run_worker_thread, M.pool, "bearer.ngx.thread",
+                                         "perform", spec)
+      leases[co] = nil
+      if not called then error(ok, 0) end
+      if ok or tostring(res):find("no available Lua vm", 1, true) == nil then
+        return ok, res, err
+      end
+    end
+    ngx.update_time()
+    if ngx.now() >= deadline then
+      return nil, errors.new{ kind = "timeout", code = "queue_timeout", retryable = true,
+        message = ("no bearer transfer slot in this worker within %s s; raise "
+                   .. "bearer.ngx.configure{ concurrency = } (and lua_worker_thread_vm_pool_size)")
+                  :format(M.queue_timeout) }
+    end
+    ngx.sleep(QUEUE_POLL)
+  end
 end
 
 -- A stable name for a set of transport options: pool threads keep one curl
@@ -104,21 +147,16 @@ function M.transport(c_opts)
     if key and key:is_closed() then
       error("attempt to use a closed bearer.Key (the client's key was closed)", 3)
     end
-    local vault = nil
-    if key and opts.credentials ~= false then vault = client:share_key() end
-    slots = slots or require("ngx.semaphore").new(M.concurrency)
-    local turn, why = slots:wait(M.queue_timeout)
-    if not turn then
-      return nil, errors.new{ kind = "timeout", code = "queue_timeout", retryable = true,
-        message = ("no bearer transfer slot in this worker within %s s (%s); raise "
-                   .. "bearer.ngx.configure{ concurrency = }"):format(M.queue_timeout, tostring(why)) }
+    local with_key = key ~= nil and opts.credentials ~= false
+    local spec = { id = id, options = options, vault = with_key and client:share_key() or nil,
+                   method = method, url = url, headers = headers, body = body, opts = opts }
+    local ok, res, err = run_on_pool(spec)
+    if ok and res == nil and err and err.code == "vault_missing" and with_key then
+      -- the key changed while this call waited (set_key): send the new one
+      spec.vault = client:share_key()
+      ok, res, err = run_on_pool(spec)
     end
-    local called, ok, res, err = pcall(ngx.run_worker_thread, M.pool, "bearer.ngx.thread", "perform", {
-      id = id, options = options, vault = vault, method = method, url = url,
-      headers = headers, body = body, opts = opts,
-    })
-    slots:post(1)
-    if not called then error(ok, 0) end
+    if ok == nil then return nil, res end   -- queue timeout
     if not ok then
       return nil, errors.new{
         kind = "config", code = "thread_pool",
