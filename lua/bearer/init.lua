@@ -4,7 +4,20 @@
 --   local key = bearer.key.from_env("OVERTEN_API_KEY", { scheme = "overten" })
 --   local c = bearer.client{ base_url = "https://backend.overtenai.com/api/v1", key = key }
 --   local res, err = c:get("/verify")
-local core = require "bearer.core"
+-- The C core is built once per ABI (make: build/5.4 and build/luajit); the
+-- other one fails in dlopen with a bare "undefined symbol". Say why.
+local loaded, core = pcall(require, "bearer.core")
+if not loaded then
+  local why = tostring(core)
+  if why:find("undefined symbol: luaL?_", 1) then
+    local running = (type(jit) == "table" and jit.version) or _VERSION
+    error(("bearer: the bearer/core.so found on package.cpath was built for another Lua "
+           .. "than %s. LuaJIT and OpenResty need the LuaJIT build (build/luajit/ from "
+           .. "`make`, or `luarocks make` with LuaJIT's luarocks); Lua 5.4 needs build/5.4/. "
+           .. "The loader said: %s"):format(running, why), 0)
+  end
+  error(why, 0)
+end
 local client = require "bearer.client"
 local errors = require "bearer.error"
 local ratelimit = require "bearer.ratelimit"
