@@ -377,6 +377,18 @@ describe("bearer.client #integration", function()
       assert.equal(seen[1].connection, seen[2].connection)
     end)
 
+    it("takes the retried statuses per call", function()
+      emu:fault{ path = "/echo/r", type = "status", status = 408, times = -1 }
+      local _, err = client():get("/echo/r", { retry_statuses = { 503 } })
+      assert.equal(1, err.attempts)
+      assert.is_false(err.retryable)
+      emu:reset()
+      emu:fault{ path = "/echo/r", type = "status", status = 418, times = -1 }
+      _, err = client():get("/echo/r", { retry_statuses = { 418 } })
+      assert.equal(3, err.attempts)
+      assert.has_error(function() client():get("/echo/r", { retry_statuses = 503 }) end)
+    end)
+
     it("takes max_retries per call", function()
       emu:fault{ path = "/echo/r", type = "status", status = 503, times = -1 }
       local c = client{ max_retries = 5 }

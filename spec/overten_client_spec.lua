@@ -235,6 +235,22 @@ describe("bearer.overten client #integration", function()
       assert.equal(seen[1].headers["idempotency-key"], seen[2].headers["idempotency-key"])
     end)
 
+    it("never lets the core retry a sync call's 408 (each could wait 320 s again)", function()
+      emu:fault{ path = "/api/v1/word/generate", type = "status", status = 408, times = -1,
+                 body = '{"success":false,"error":"timeout","message":"Sync ceiling exceeded."}' }
+      local _, err = client():generate("word", { prompt = "memo" })   -- default max_retries = 2
+      assert.equal("timeout", err.kind)
+      assert.equal(1, err.attempts)
+      assert.equal(1, #emu:requests("/api/v1/word/generate"))
+      -- 5xx are still retried, with the same key
+      emu:reset()
+      emu:fault{ path = "/api/v1/word/generate", type = "status", status = 503 }
+      assert(client():generate("word", { prompt = "memo" }))
+      local seen = emu:requests("/api/v1/word/generate")
+      assert.equal(2, #seen)
+      assert.equal(seen[1].headers["idempotency-key"], seen[2].headers["idempotency-key"])
+    end)
+
     it("takes the task from a 408 body that names it, and returns other 408s", function()
       emu:fault{ path = "/api/v1/word/generate", type = "status", status = 408,
                  body = '{"message":"Sync ceiling exceeded; poll the task (async).","task_id":"task_emu_running","run_id":"run_x"}' }

@@ -238,8 +238,8 @@ local function backoff(retry)
 end
 
 -- Whether this failed attempt may be repeated under the policy.
-local function may_retry(res, err, idempotent)
-  if res then return RETRY_STATUS[res.status] == true and idempotent end
+local function may_retry(res, err, idempotent, statuses)
+  if res then return (statuses or RETRY_STATUS)[res.status] == true and idempotent end
   if not TRANSIENT_KIND[err.kind] then return false end
   return not err.sent or idempotent
 end
@@ -247,11 +247,12 @@ end
 local REQUEST_OPTIONS = { query = true, json = true, body = true, headers = true,
                           timeout = true, idempotency_key = true, form = true,
                           sink = true, credentials = true, max_bytes = true,
-                          max_retries = true }
+                          max_retries = true, retry_statuses = true }
 
 --- client:request(method, path, opts) -> response | nil, err
 -- opts: query, json, body, headers, timeout, idempotency_key, max_retries
--- (this call's, instead of the client's); and for the
+-- (this call's, instead of the client's), retry_statuses (this call's list
+-- of retried statuses, instead of 408 429 500 502 503 504); and for the
 -- API modules: form (multipart parts {name=, value=|file=, filename=,
 -- type=}), sink (a path that must not exist: a 2xx body streams there;
 -- it is removed before each retry), credentials (false: send no key),
@@ -306,6 +307,14 @@ function methods:request(method, path, opts)
   local idem_key = opts.idempotency_key
   if idem_key ~= nil then headers["Idempotency-Key"] = tostring(idem_key) end
   local idempotent = IDEMPOTENT[method] == true or idem_key ~= nil
+  local statuses
+  if opts.retry_statuses ~= nil then
+    if type(opts.retry_statuses) ~= "table" then
+      error("bad option 'retry_statuses' to 'request' (array of statuses expected)", 2)
+    end
+    statuses = {}
+    for _, s in ipairs(opts.retry_statuses) do statuses[s] = true end
+  end
   local max_retries = opts.max_retries
   if max_retries == nil then
     max_retries = st.max_retries
@@ -344,7 +353,7 @@ function methods:request(method, path, opts)
       err = errors.from_response(res, function(s) return self:redact(s) end, st.clock())
     end
     err.trace_request, err.trace_response = nil, nil
-    err.retryable = may_retry(res, err, idempotent)
+    err.retryable = may_retry(res, err, idempotent, statuses)
     err.method, err.path, err.attempts = method, err_path, attempt
     if not err.retryable or attempt > max_retries then return nil, err end
     if err.retry_after and err.retry_after > M.RETRY_AFTER_MAX then return nil, err end

@@ -166,6 +166,11 @@ end
 -- fields the API adds later work without a new release.
 local CALL_OPTIONS = { wait = true, wait_timeout = true, on_progress = true, timeout = true }
 
+-- A sync call retries the core's transient statuses but 408: that is the
+-- sync ceiling, which this module answers itself (and each retry of it
+-- could wait out the whole 320 s again).
+local SYNC_RETRY_STATUSES = { 429, 500, 502, 503, 504 }
+
 -- Whether a 408 is the sync ceiling telling us to go async.
 local function says_async(err)
   if err.status ~= 408 then return false end
@@ -201,7 +206,8 @@ local function generation(self, path, opts, fname, idempotent)
     body.idempotency_key = key
   end
   local ropts = { json = body, idempotency_key = key,
-                  timeout = timeout or (not async and M.SYNC_TIMEOUT or nil) }
+                  timeout = timeout or (not async and M.SYNC_TIMEOUT or nil),
+                  retry_statuses = not async and SYNC_RETRY_STATUSES or nil }
   local res, err = self.http:request("POST", path, ropts)
   local task
   if res then
@@ -217,6 +223,7 @@ local function generation(self, path, opts, fname, idempotent)
     else
       body.async = true
       ropts.timeout = timeout
+      ropts.retry_statuses = nil
       res, err = self.http:request("POST", path, ropts)
       if not res then return nil, err end
       task = util.body(res)
