@@ -3,37 +3,18 @@
 --
 --   FIREBASE_ID_TOKEN=... OVERTEN_BASE_URL=... lua5.4 examples/overten_signup.lua
 --
--- Against the local emulator (make demo), FIREBASE_ID_TOKEN may be unset:
--- the emulator accepts an unsigned token, which this script then mints.
+-- `make demo` runs it against the local emulator, with an unsigned token
+-- that only the emulator accepts.
 local overten = require "bearer.overten"
-local cjson = require "cjson"
 
 local base_url = os.getenv("OVERTEN_BASE_URL") or overten.DEFAULT_BASE_URL
-
-local function b64url(s)
-  local abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-  return (s:gsub("..?.?", function(chunk)
-    local a, b, c = chunk:byte(1, 3)
-    local n = a * 65536 + (b or 0) * 256 + (c or 0)
-    local out = ""
-    for j = 1, #chunk + 1 do
-      local idx = math.floor(n / 64 ^ (4 - j)) % 64
-      out = out .. abc:sub(idx + 1, idx + 1)
-    end
-    return out
-  end))
-end
 
 -- Called again by the SDK when the token is within 60 s of expiry or a
 -- call gets 401; in an app this asks Firebase for a fresh ID token.
 local function firebase_token()
   local token = os.getenv("FIREBASE_ID_TOKEN")
   if token then return token end
-  if not base_url:find("^http://127%.0%.0%.1[:/]") then
-    return nil, "set FIREBASE_ID_TOKEN (only the local emulator accepts a made-up token)"
-  end
-  local claims = cjson.encode{ sub = "demo_user", email = "demo@example.com", exp = os.time() + 3600 }
-  return b64url('{"alg":"none","typ":"JWT"}') .. "." .. b64url(claims) .. ".ZW11bGF0b3I"
+  return nil, "set FIREBASE_ID_TOKEN to a Firebase ID token"
 end
 
 local admin = overten.admin{ token_provider = firebase_token, base_url = base_url }
