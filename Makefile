@@ -15,7 +15,8 @@ HDR = src/bearer.h src/compat.h
 
 BUSTED ?= busted --lua=lua5.4
 
-.PHONY: all build deps test check-memory demo bench clean
+.PHONY: all build deps test check-memory demo bench clean check-asan fuzz fuzz-build fuzz-net \
+        hardening-deps
 
 all: build
 build: build/5.4/bearer/core.so build/luajit/bearer/core.so
@@ -45,3 +46,51 @@ bench: deps build
 
 clean:
 	rm -rf build
+
+# {====================================================== hardening checks
+# README "Hardening checks". Sanitized builds live under build/asan and
+# build/fuzz, apart from the builds users load; clang comes from
+# .ci/install-deps hardening.
+SAN_CC ?= clang-14
+SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined
+FUZZ_TARGETS = key jwt redact webhook headers error_body
+FUZZ_SECONDS ?= 60
+FUZZ_NET_COUNT ?= 100000
+
+hardening-deps:
+	@sh .ci/install-deps hardening
+
+build/asan/lua-asan: .ci/lua-asan.c
+	@mkdir -p $(@D)
+	$(SAN_CC) $(SAN_FLAGS) -I$(LUA54_INC) -o $@ $< -llua5.4
+
+build/asan/5.4/bearer/core.so: $(SRC) $(HDR)
+	@mkdir -p $(@D)
+	$(SAN_CC) $(SAN_FLAGS) $(WARN) -std=c99 -fPIC -fvisibility=hidden \
+	  -D_POSIX_C_SOURCE=200809L -I$(LUA54_INC) -shared -o $@ $(SRC) $(LIBS)
+
+check-asan: deps hardening-deps build build/asan/lua-asan build/asan/5.4/bearer/core.so
+	@sh .ci/check-asan
+
+# One object set instrumented for libFuzzer, linked into one binary per target.
+FUZZ_OBJ = $(SRC:src/%.c=build/fuzz/obj/%.o)
+.SECONDARY: $(FUZZ_OBJ)
+
+build/fuzz/obj/%.o: src/%.c $(HDR)
+	@mkdir -p $(@D)
+	$(SAN_CC) $(SAN_FLAGS) -fsanitize=fuzzer-no-link $(WARN) -std=c99 -fPIC \
+	  -D_POSIX_C_SOURCE=200809L -I$(LUA54_INC) -c -o $@ $<
+
+build/fuzz/fuzz-%: fuzz/harness.c $(FUZZ_OBJ)
+	$(SAN_CC) $(SAN_FLAGS) -fsanitize=fuzzer -D_GNU_SOURCE -I$(LUA54_INC) \
+	  -DFUZZ_TARGET='"$*"' -o $@ fuzz/harness.c $(FUZZ_OBJ) -llua5.4 $(LIBS)
+
+fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/fuzz-%)
+
+fuzz: deps hardening-deps fuzz-build
+	@sh fuzz/run-targets $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-net: deps hardening-deps build
+	@/usr/bin/python3 fuzz/net/netfuzz.py --count $(FUZZ_NET_COUNT)
+
+# }======================================================
