@@ -78,6 +78,20 @@ describe("hardening #integration", function()
       assert.equal(0, #emu:requests())
       c:close()
     end)
+
+    it("refuses an injected content_type in Overten's upload", function()
+      local ov = require("bearer.overten").client{ api_key = KEY, base_url = emu:overten_url(),
+                                                   max_retries = 0 }
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      f:write("hello")
+      f:close()
+      local ok, msg = pcall(ov.upload, ov, path, { content_type = "text/plain\r\nX-Injected: 1" })
+      os.remove(path)
+      assert.is_false(ok)
+      assert.matches("header injection", tostring(msg))
+      assert.equal(0, #emu:requests())
+    end)
   end)
 
   describe("the loopback rule", function()
@@ -169,6 +183,12 @@ describe("hardening #integration", function()
       assert.is_nil(res)
       assert.equal("too_large", err.kind)
       assert.equal("response_too_large", err.code)
+      -- one line past libcurl's own per-line limit
+      emu:fault{ path = "/echo/bigline", type = "raw", bytes = "HTTP/1.1 200 OK\r\nX-Big: "
+                 .. ("a"):rep(150000) .. "\r\nContent-Length: 0\r\n\r\n" }
+      res, err = c:get("/echo/bigline")
+      assert.is_nil(res)
+      assert.equal("too_large", err.kind)
       c:close()
     end)
 

@@ -874,6 +874,10 @@ static void client_push_failure(lua_State *L, bearer_client *c, CURLcode rc,
   ** header line): the response's fault, not the call's */
   if (c->stop == CLIENT_OK && rc == CURLE_BAD_FUNCTION_ARGUMENT && c->head.n > 0)
     c->stop = CLIENT_MALFORMED;
+  /* libcurl refuses a single header line past its own limit (100 KiB) as
+  ** out of memory, before our callback sees it */
+  if (c->stop == CLIENT_OK && rc == CURLE_OUT_OF_MEMORY && c->received == 0)
+    c->stop = CLIENT_HEAD_TOO_LARGE;
   switch (c->stop) {
     case CLIENT_TOO_LARGE:
     case CLIENT_HEAD_TOO_LARGE: kind = "too_large"; code = "response_too_large"; break;
@@ -888,7 +892,8 @@ static void client_push_failure(lua_State *L, bearer_client *c, CURLcode rc,
   if (c->stop == CLIENT_TOO_LARGE)
     lua_pushfstring(L, "response larger than %f bytes; cut off", (lua_Number)c->limit);
   else if (c->stop == CLIENT_HEAD_TOO_LARGE)
-    lua_pushfstring(L, "response headers larger than %d bytes; cut off", CLIENT_HEAD_MAX);
+    lua_pushfstring(L, "response headers larger than %d bytes, or one line past "
+                    "libcurl's 100 KiB; cut off", CLIENT_HEAD_MAX);
   else if (c->stop == CLIENT_MALFORMED)
     lua_pushliteral(L, "malformed response header (bare CR, NUL or folded line); "
                        "connection dropped");
