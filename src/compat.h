@@ -22,6 +22,15 @@
 #error "bearer: Lua 5.1, 5.3, 5.4 or LuaJIT 2.1 required (Lua 5.2 and versions after 5.4 are not supported)"
 #endif
 
+/* The Lua a core was built for, by the name the running Lua gives itself
+** (jit.version's first word or _VERSION): core._LUA, and a marker in
+** core.so that lua/bearer/init.lua reads when the core fails to load. */
+#if LUA_VERSION_NUM < 502 && defined(luaL_newlib)
+#define BEARER_LUA_ABI "LuaJIT"
+#else
+#define BEARER_LUA_ABI LUA_VERSION   /* "Lua 5.x" */
+#endif
+
 #if LUA_VERSION_NUM < 502
 
 #define lua_rawlen(L, i) lua_objlen(L, (i))

@@ -46,6 +46,12 @@ static int core_parse_http_date(lua_State *L) {
   return 1;
 }
 
+/* Found in the file by lua/bearer/init.lua when dlopen fails, to tell a core
+** built for another Lua from a symbol this Lua lacks; "used": never read
+** from C. */
+__attribute__((used)) static const char core_built_for[] =
+  "bearer-core-built-for=" BEARER_LUA_ABI ";";
+
 static const luaL_Reg core_functions[] = {
   {"now", core_now},
   {"monotime", core_monotime},
@@ -61,6 +67,8 @@ BEARER_EXPORT int luaopen_bearer_core(lua_State *L) {
   luaL_newlib(L, core_functions);
   lua_pushliteral(L, BEARER_VERSION);
   lua_setfield(L, -2, "_VERSION");
+  lua_pushliteral(L, BEARER_LUA_ABI);
+  lua_setfield(L, -2, "_LUA");
   bearer_error_open(L);
   bearer_key_open(L);
   bearer_client_open(L);

@@ -5,7 +5,7 @@
 -- Fields: kind, code, status, message, request_id, retryable, retry_after,
 -- attempts, method, path (and, where the API sent them, details, missing).
 local core = require "bearer.core"
-local json = require "cjson.safe"
+local json = require "bearer.json"
 
 local M = {}
 

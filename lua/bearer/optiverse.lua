@@ -12,7 +12,7 @@
 local bearer = require "bearer"
 local core = require "bearer.core"
 local errors = require "bearer.error"
-local json = require "cjson.safe"
+local json = require "bearer.json"
 
 local M = {}
 local Client = {}
