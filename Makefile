@@ -19,7 +19,7 @@ HDR = src/bearer.h src/compat.h
 
 BUSTED ?= busted --lua=lua5.4
 
-.PHONY: all build deps test check-memory demo bench clean
+.PHONY: all build deps lint test check-memory demo bench clean
 
 all: build
 build: build/5.4/bearer/core.so build/luajit/bearer/core.so build/5.3/bearer/core.so build/5.1/bearer/core.so
@@ -35,6 +35,12 @@ build/%/bearer/core.so: $(SRC) $(HDR)
 
 deps:
 	@sh .ci/install-deps
+
+# luacheck over every Lua file (.luacheckrc). A directory gives luacheck its
+# *.lua files only, so bin/'s scripts (no extension) are named one by one.
+LINT_PATHS = $(wildcard lua examples spec bench) $(wildcard bin/*)
+lint: deps
+	@luacheck --no-color -q $(LINT_PATHS)
 
 test: deps build
 	@sh .ci/run-specs

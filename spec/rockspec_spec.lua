@@ -170,7 +170,8 @@ describe("the rock on every Lua #rock", function()
                       :format(inc, inc, inc)))
     local out, ok = sh(("cd %s && cc -fsyntax-only -I%s src/core.c"):format(work, inc))
     assert.is_false(ok)
-    assert.truthy(out:find("Lua 5.1, 5.3, 5.4 or LuaJIT 2.1 required (Lua 5.2 and versions after 5.4 are not supported)", 1, true), out)
+    assert.truthy(out:find("Lua 5.1, 5.3, 5.4 or LuaJIT 2.1 required "
+                           .. "(Lua 5.2 and versions after 5.4 are not supported)", 1, true), out)
   end)
 end)
 
@@ -184,13 +185,15 @@ describe("loading bearer with something missing #rock", function()
     local out, ok = run("lua5.4", "build/5.4/?.so")
     assert.is_false(ok)
     local first = out:match("^[^\n]*")
-    assert.truthy(first:find("bearer: lua-cjson is not installed for Lua 5.4 (Debian: apt-get install lua-cjson", 1, true), out)
+    assert.truthy(first:find("bearer: lua-cjson is not installed for Lua 5.4 "
+                             .. "(Debian: apt-get install lua-cjson", 1, true), out)
     assert.is_nil(out:find("no file", 1, true), out)
   end)
 
   it("a core built for another Lua is named as such", function()
     local out, ok = run("luajit", "build/5.4/?.so;;")
     assert.is_false(ok)
-    assert.truthy(out:find("build/5.4/bearer/core.so was built for Lua 5.4, not for LuaJIT (undefined symbol ", 1, true), out)
+    assert.truthy(out:find("build/5.4/bearer/core.so was built for Lua 5.4, not for LuaJIT "
+                           .. "(undefined symbol ", 1, true), out)
   end)
 end)
