@@ -22,9 +22,9 @@ local function core_load_error(why)
     return ("bearer: %s was built for %s and %s cannot load it (%s): a bug in "
             .. "bearer's src/compat.h, please report it"):format(path, built, running, detail)
   end
-  return ("bearer: %s was built for %s, not for %s (%s). Build it for %s: `make` "
-          .. "(build/5.1, build/5.3, build/5.4, build/luajit) or `luarocks --lua-version=... make`, "
-          .. "see README \"Which Lua\""):format(path, built or "another Lua or an older bearer",
+  return ("bearer: %s was built for %s, not for %s (%s). Use a core built for %s: `make` "
+          .. "builds build/5.1/, build/5.3/, build/5.4/ and build/luajit/; luarocks builds for the Lua "
+          .. "it targets (README \"Which Lua\")"):format(path, built or "another Lua or an older bearer",
                                               running, detail, running)
 end
 
