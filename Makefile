@@ -19,7 +19,7 @@ HDR = src/bearer.h src/compat.h
 
 BUSTED ?= busted --lua=lua5.4
 
-.PHONY: all build deps lint test check-memory demo bench clean
+.PHONY: all build deps lint test check-memory demo nginx-example nginx-example-stop bench clean
 
 all: build
 build: build/5.4/bearer/core.so build/luajit/bearer/core.so build/5.3/bearer/core.so build/5.1/bearer/core.so
@@ -50,6 +50,14 @@ check-memory: deps build
 
 demo: deps build
 	@sh examples/run-demo
+
+# examples/nginx against the emulator, in the foreground until Ctrl-C;
+# nginx-example-stop stops one left running (examples/nginx/run start).
+nginx-example: deps build
+	@examples/nginx/run
+
+nginx-example-stop:
+	@examples/nginx/run stop
 
 bench: deps build
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="build/5.4/?.so;;" lua5.4 bench/requests.lua
