@@ -1,7 +1,7 @@
 -- The rockspec is the other way in (luarocks make): it must list every C
 -- source and Lua module of the tree, and build a rock that loads on every
 -- Lua Debian ships (5.1, 5.3, 5.4, LuaJIT), offline, with the commands the
--- README gives. Run alone with `sh .ci/run-specs --tags=rock`.
+-- README gives. Run alone: sh .ci/run-specs --tags=rock spec/rockspec_spec.lua
 local files = require "support.files"
 
 local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$")) or "."
