@@ -111,6 +111,12 @@ static int core_parse_http_date(lua_State *L) {
   return 1;
 }
 
+/* Found in the file by lua/bearer/init.lua when dlopen fails, to tell a core
+** built for another Lua from a symbol this Lua lacks; "used": never read
+** from C. */
+__attribute__((used)) static const char core_built_for[] =
+  "bearer-core-built-for=" BEARER_LUA_ABI ";";
+
 static const luaL_Reg core_functions[] = {
   {"now", core_now},
   {"monotime", core_monotime},
@@ -127,6 +133,8 @@ BEARER_EXPORT int luaopen_bearer_core(lua_State *L) {
   lua_setfield(L, -2, "_VERSION");
   lua_pushboolean(L, core_curl_ours);
   lua_setfield(L, -2, "curl_wipes_memory");
+  lua_pushliteral(L, BEARER_LUA_ABI);
+  lua_setfield(L, -2, "_LUA");
   bearer_error_open(L);
   bearer_key_open(L);
   bearer_client_open(L);
