@@ -13,12 +13,13 @@ one kind of error object. Clients for the Overten and Optiverse APIs build
 on it.]],
   license = "MIT",
 }
--- lua-cjson is needed at run time too. It is not listed here on purpose:
--- bearer is built where the LuaRocks registry cannot be reached, from the
--- system's package (Debian: lua-cjson), and a listed rock would make
--- `luarocks make` fail looking for it. bearer names it when it is missing.
+-- lua-cjson is the JSON codec (bearer.json). Offline, with Debian's
+-- lua-cjson package (which luarocks does not see as a rock), build with
+-- `luarocks make --deps-mode=none`: README "Installing as a rock".
+-- Lua 5.2 is refused at build time by src/compat.h (README "Which Lua").
 dependencies = {
   "lua >= 5.1, < 5.5",
+  "lua-cjson",
 }
 external_dependencies = {
   -- Debian keeps curl/curl.h in a multiarch folder luarocks does not search;
@@ -40,6 +41,7 @@ build = {
     ["bearer"] = "lua/bearer/init.lua",
     ["bearer.client"] = "lua/bearer/client.lua",
     ["bearer.error"] = "lua/bearer/error.lua",
+    ["bearer.json"] = "lua/bearer/json.lua",
     ["bearer.ratelimit"] = "lua/bearer/ratelimit.lua",
     ["bearer.overten"] = "lua/bearer/overten.lua",
     ["bearer.overten.admin"] = "lua/bearer/overten/admin.lua",

@@ -52,11 +52,10 @@ describe("core vault #integration", function()
     assert.equal(0, #emu:requests())
     core.vault_drop(b)
     core.vault_drop(b)   -- a second drop is harmless
-    local k = bearer.key(emulator.OVERTEN_KEY)
     local c = bearer.client{ base_url = emu.url }
     assert.has_error(function() c:perform("GET", emu.url .. "/x", {}, nil, { vault = 0 }) end)
     assert.has_error(function() c:perform("GET", emu.url .. "/x", {}, nil, { vault = "1" }) end)
-    local _, err = c:perform("GET", emu.url .. "/x", {}, nil, { vault = 99999 })
+    _, err = c:perform("GET", emu.url .. "/x", {}, nil, { vault = 99999 })
     assert.equal("vault_missing", err.code)
   end)
 end)

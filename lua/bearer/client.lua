@@ -8,7 +8,7 @@
 local core = require "bearer.core"
 local errors = require "bearer.error"
 local ratelimit = require "bearer.ratelimit"
-local json = require "cjson.safe"
+local json = require "bearer.json"
 
 local M = {}
 local methods = core.client_methods   -- the userdata's method table

@@ -5,7 +5,7 @@
 -- Fields: kind, code, status, message, request_id, retryable, retry_after,
 -- attempts, method, path (and, where the API sent them, details, missing).
 local core = require "bearer.core"
-local json = require "cjson.safe"
+local json = require "bearer.json"
 
 local M = {}
 
@@ -79,7 +79,8 @@ end
 --   FastAPI   {"detail": [...]} or {"detail": "..."}
 -- Returns code, message, extra fields.
 local function parse_body(doc)
-  local code, message, extra = nil, nil, {}
+  local code, message
+  local extra = {}
   if type(doc.error) == "table" then
     code = str(doc.error.code) or str(doc.error.type)
     message = str(doc.error.message) or str(doc.error.msg)

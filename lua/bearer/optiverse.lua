@@ -10,9 +10,8 @@
 -- generic-for cannot return one). Argument values the API would refuse are
 -- checked here first, so a bad call costs no request of a rate-limited key.
 local bearer = require "bearer"
-local core = require "bearer.core"
 local errors = require "bearer.error"
-local json = require "cjson.safe"
+local json = require "bearer.json"
 
 local M = {}
 local Client = {}

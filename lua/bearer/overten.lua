@@ -11,7 +11,7 @@
 local bearer = require "bearer"
 local core = require "bearer.core"
 local errors = require "bearer.error"
-local json = require "cjson.safe"
+local json = require "bearer.json"
 local paging = require "bearer.overten.paging"
 local util = require "bearer.overten.util"
 local webhook = require "bearer.overten.webhook"

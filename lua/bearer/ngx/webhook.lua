@@ -10,7 +10,7 @@
 -- stale timestamp), and hands the decoded event to the handler from a
 -- timer, after the response, so a slow handler never delays Overten.
 local core = require "bearer.core"
-local cjson = require "cjson.safe"
+local cjson = require "bearer.json"
 
 local M = {}
 

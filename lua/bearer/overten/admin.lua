@@ -19,7 +19,7 @@ local Admin = {}
 Admin.__index = Admin
 M.Admin = Admin
 
-local bad_arg, bad_option, opt, invalid = util.bad_arg, util.bad_option, util.opt, util.invalid
+local bad_arg, opt, invalid = util.bad_arg, util.opt, util.invalid
 
 local OWN = { firebase_token = true, token_provider = true }
 

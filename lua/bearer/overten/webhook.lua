@@ -8,7 +8,7 @@
 local bearer = require "bearer"
 local core = require "bearer.core"
 local errors = require "bearer.error"
-local json = require "cjson.safe"
+local json = require "bearer.json"
 local util = require "bearer.overten.util"
 
 local M = {}
