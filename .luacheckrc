@@ -37,3 +37,6 @@ files["lua/bearer/optiverse/watch.lua"] = nginx{
 files["lua/bearer/overten.lua"] = { max_line_length = 130 }
 
 files["spec/"] = { std = "+busted" }
+
+-- libFuzzer targets: fuzz/harness.c gives them `fuzz` (port, respond, setenv, b64url).
+files["fuzz/targets/"] = { read_globals = { "fuzz" } }

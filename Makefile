@@ -39,7 +39,7 @@ deps:
 
 # luacheck over every Lua file (.luacheckrc). A directory gives luacheck its
 # *.lua files only, so bin/'s scripts (no extension) are named one by one.
-LINT_PATHS = $(wildcard lua examples spec bench) $(wildcard bin/*)
+LINT_PATHS = $(wildcard lua examples spec bench fuzz) $(wildcard bin/*)
 lint: deps
 	@luacheck --no-color -q $(LINT_PATHS)
 

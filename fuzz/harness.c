@@ -33,6 +33,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <openssl/evp.h>
 
 #ifndef FUZZ_TARGET
 #error "build with -DFUZZ_TARGET=\"name\" (fuzz/targets/name.lua)"
@@ -132,6 +133,24 @@ static int fuzz_setenv(lua_State *L) {
   return 0;
 }
 
+/* fuzz.b64url(s): unpadded base64url, for targets that build a JWT around
+** the bytes they are given (libcrypto's encoder, then the URL alphabet). */
+static int fuzz_b64url(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  unsigned char *out = malloc(4 * ((n + 2) / 3) + 1);
+  if (out == NULL) abort();
+  int m = EVP_EncodeBlock(out, (const unsigned char *)s, (int)n);
+  while (m > 0 && out[m - 1] == '=') m--;
+  for (int i = 0; i < m; i++) {
+    if (out[i] == '+') out[i] = '-';
+    else if (out[i] == '/') out[i] = '_';
+  }
+  lua_pushlstring(L, (const char *)out, (size_t)m);
+  free(out);
+  return 1;
+}
+
 /* Starts the responder; its port goes to fuzz.port. */
 static void fuzz_start_responder(void) {
   struct sockaddr_in a;
@@ -180,13 +199,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   lua_pop(L, 2);
 
   fuzz_start_responder();
-  lua_createtable(L, 0, 3);
+  static const luaL_Reg fuzz_functions[] = {
+    {"respond", fuzz_respond}, {"setenv", fuzz_setenv}, {"b64url", fuzz_b64url}, {NULL, NULL}
+  };
+  luaL_newlib(L, fuzz_functions);
   lua_pushinteger(L, fuzz_port);
   lua_setfield(L, -2, "port");
-  lua_pushcfunction(L, fuzz_respond);
-  lua_setfield(L, -2, "respond");
-  lua_pushcfunction(L, fuzz_setenv);
-  lua_setfield(L, -2, "setenv");
   lua_setglobal(L, "fuzz");
 
   lua_pushcfunction(L, fuzz_traceback);

@@ -10,7 +10,7 @@ local bearer = require "bearer"
 local core = require "bearer.core"
 local errors = require "bearer.error"
 local client = require "bearer.client"
-local json = require "cjson.safe"
+local json = require "bearer.json"   -- the codec the client decodes with
 local SECRET = "fuzzsecrettoken0123456789ABCDEF"
 local KEY = bearer.key(SECRET, { scheme = "token" })
 local function redact(s) return core.redact(s, KEY) end

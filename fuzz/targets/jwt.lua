@@ -11,30 +11,14 @@ local function expiry(k) return k:expires_at() end
 local function key_close(k) k:close() end
 -- }================
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
-local function b64url(s)
-  local out = {}
-  for i = 1, #s, 3 do
-    local a, b, c = s:byte(i, i + 2)
-    local n = a * 65536 + (b or 0) * 256 + (c or 0)
-    local chars = (b == nil) and 2 or (c == nil) and 3 or 4
-    for j = 1, chars do
-      local v = (n >> (18 - 6 * (j - 1))) & 63
-      out[#out + 1] = B64:sub(v + 1, v + 1)
-    end
-  end
-  return table.concat(out)
-end
-
-local HEADER = b64url('{"alg":"RS256","typ":"JWT"}')
+local HEADER = fuzz.b64url('{"alg":"RS256","typ":"JWT"}')
 
 return function(data)
   local token
   if (data:byte(1) or 0) % 2 == 1 then
     token = data:sub(2)
   else
-    token = HEADER .. "." .. b64url(data:sub(2)) .. ".c2lnbmF0dXJl"
+    token = HEADER .. "." .. fuzz.b64url(data:sub(2)) .. ".c2lnbmF0dXJl"
   end
   local k, err = common.call("firebase key", firebase_key, token)
   if k == nil then
