@@ -407,7 +407,7 @@ def main():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = dict(os.environ, LUA_PATH="lua/?.lua;lua/?/init.lua;;", LUA_CPATH="build/5.4/?.so;;")
     crash_dir = os.path.join("build", "fuzz", "net-crashes")
-    grace = 3.0                       # beyond the timeout, a call is a hang
+    grace = 1.0                       # beyond the timeout, a call is a hang
     silent_limit = args.timeout * 2 + 15
     started = time.monotonic()
     calls = answered = crashes = hangs = violations = 0
