@@ -12,8 +12,9 @@ local SOURCES = {
   function(path, opts) return bearer.key.from_file(path, opts) end,
   function(var, opts) return bearer.key.from_env(var, opts) end,
 }
+local OTHER = bearer.key("fuzz-other-token-0123456789", { scheme = "token" })
 local function key_methods(k)
-  return tostring(k), k:prefix(), k:scheme(), k:fingerprint(), k:expires_at(), k == k
+  return tostring(k), k:prefix(), k:scheme(), k:fingerprint(), k:expires_at(), k == OTHER
 end
 local function key_close(k) k:close() end
 -- }================
