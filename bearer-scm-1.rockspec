@@ -31,8 +31,8 @@ build = {
   type = "builtin",
   modules = {
     ["bearer.core"] = {
-      sources = { "src/core.c", "src/key.c", "src/client.c", "src/crypto.c",
-                  "src/error.c", "src/redact.c", "src/vault.c" },
+      sources = { "src/core.c", "src/key.c", "src/client.c", "src/transfer.c", "src/engine.c",
+                  "src/crypto.c", "src/error.c", "src/redact.c", "src/vault.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto", "pthread" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
