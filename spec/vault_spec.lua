@@ -14,7 +14,7 @@ describe("core vault #integration", function()
     local key = bearer.key(emulator.OVERTEN_KEY)
     local id = core.vault_put(key)
     key:close()   -- the vault holds its own copy
-    local c = bearer.client{ base_url = emu.url }
+    local c = core.client_new{}
     local res = assert(c:perform("GET", emu.url .. "/echo/v", {}, nil, { vault = id }))
     assert.equal(200, res.status)
     assert.truthy(res.body:find("Bearer " .. emulator.OVERTEN_KEY, 1, true))
@@ -29,12 +29,12 @@ describe("core vault #integration", function()
 
   it("keeps the vaulted key out of traces and off plain http", function()
     local id = core.vault_put(bearer.key(emulator.OVERTEN_KEY))
-    local c = bearer.client{ base_url = emu.url }
+    local c = core.client_new{}
     local res = assert(c:perform("GET", emu.url .. "/echo/t?k=" .. emulator.OVERTEN_KEY, {}, nil,
                                  { vault = id, trace = true }))
     assert.is_nil(res.trace_request:find(emulator.OVERTEN_KEY, 1, true))
     assert.truthy(res.trace_request:find("Authorization: [REDACTED]", 1, true))
-    local _, err = bearer.client{ base_url = "http://api.example.com", proxy = emu.url }
+    local _, err = core.client_new{ proxy = emu.url }
       :perform("GET", "http://api.example.com/x", {}, nil, { vault = id })
     assert.equal("insecure_transport", err.code)
     core.vault_drop(id)
@@ -46,14 +46,14 @@ describe("core vault #integration", function()
     core.vault_drop(a)
     local b = core.vault_put(bearer.key("optiuser_v1_someoneElsesKey1234567890"))
     assert.are_not.equal(a, b)
-    local c0 = bearer.client{ base_url = emu.url }
+    local c0 = core.client_new{}
     local _, err = c0:perform("GET", emu.url .. "/echo/stale", {}, nil, { vault = a })
     assert.equal("vault_missing", err.code)
     assert.equal(0, #emu:requests())
     core.vault_drop(b)
     core.vault_drop(b)   -- a second drop is harmless
     local k = bearer.key(emulator.OVERTEN_KEY)
-    local c = bearer.client{ base_url = emu.url }
+    local c = core.client_new{}
     assert.has_error(function() c:perform("GET", emu.url .. "/x", {}, nil, { vault = 0 }) end)
     assert.has_error(function() c:perform("GET", emu.url .. "/x", {}, nil, { vault = "1" }) end)
     local _, err = c:perform("GET", emu.url .. "/x", {}, nil, { vault = 99999 })

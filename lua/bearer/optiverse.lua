@@ -10,7 +10,6 @@
 -- generic-for cannot return one). Argument values the API would refuse are
 -- checked here first, so a bad call costs no request of a rate-limited key.
 local bearer = require "bearer"
-local core = require "bearer.core"
 local errors = require "bearer.error"
 local json = require "cjson.safe"
 
@@ -264,12 +263,12 @@ function M.client(opts)
   local http_opts = {}
   for k, v in pairs(opts) do http_opts[k] = v end
   http_opts.api_key, http_opts.key, http_opts.base_url = nil, key, base_url
-  local http = bearer.client(http_opts)
+  http_opts.error_parser = M.classify
+  local http = require("bearer.client").new(http_opts, 2)
   return setmetatable({
     http = http,
     _key = key,
     _owned_key = owned,
-    _clock = opts.clock,     -- nil: wall clock for dates, monotonic for spacing
     _templates = nil,        -- protocolId (lower case) -> template, once fetched
   }, Client)
 end
@@ -286,7 +285,7 @@ function Client:key() return self._key end
 -- One GET; the decoded body if it has the success envelope's `data` array.
 local function get(http, path, query, opts)
   local res, err = http:get(path, { query = query, max_retries = opts and opts.max_retries })
-  if not res then return nil, M.classify(err) end
+  if not res then return nil, err end
   local doc = res.json
   if type(doc) ~= "table" or type(doc.data) ~= "table" then
     return nil, errors.new{ kind = "decode", code = "unexpected_response", status = res.status,

@@ -9,7 +9,6 @@
 -- (for raw calls); every method returns the decoded JSON or nil, err,
 -- except iterators, which raise a failed page's error object.
 local bearer = require "bearer"
-local core = require "bearer.core"
 local errors = require "bearer.error"
 local json = require "cjson.safe"
 local paging = require "bearer.overten.paging"
@@ -49,17 +48,6 @@ local function http_options(opts, fname)
   return out
 end
 
---- Builds a bearer.client, re-raising its option errors at our caller.
-local function new_http(opts, level)
-  local ok, http = pcall(bearer.client, opts)
-  if not ok then
-    if type(http) == "string" then http = http:gsub("^[^:]*:%d+: ", "") end
-    error(http, level + 1)
-  end
-  return http
-end
-M._new_http = new_http
-
 --- overten.client{ api_key=, base_url=, auth=, ...bearer.client options }
 -- api_key: a bearer.Key or a string (scheme overten); default the
 -- OVERTEN_API_KEY variable. Without a key this raises a `config` error
@@ -88,10 +76,9 @@ function M.client(opts)
   local hopts = http_options(opts, "client")
   hopts.key = key
   hopts.base_url = opts.base_url or os.getenv("OVERTEN_BASE_URL") or M.DEFAULT_BASE_URL
-  local http = new_http(hopts, 2)
+  local http = require("bearer.client").new(hopts, 2)
   local self = setmetatable({ http = http, options = hopts }, Client)
-  self.state = core.client_state(http)
-  self.base_url = self.state.base_url
+  self.base_url = http:base_url()
   return self
 end
 
@@ -119,13 +106,6 @@ local function check_opts(opts, n, fname)
   if opts == nil then return {} end
   if type(opts) ~= "table" then bad_arg(n, fname, "table", type(opts)) end
   return opts
-end
-
--- The monotonic clock unless the caller injected one (specs, nginx).
-local function clock_of(self)
-  local clock = self.state.clock
-  if clock == core.now then return core.monotime end
-  return clock
 end
 
 local function check_text(opts, name, fname, min, max, required)
@@ -202,7 +182,7 @@ local function generation(self, path, opts, fname, idempotent)
   local key = body.idempotency_key
   if key ~= nil and type(key) ~= "string" then bad_option("idempotency_key", fname, "string", type(key)) end
   if idempotent and key == nil then
-    key = util.random_hex(16)
+    key = bearer.random_hex(16)
     body.idempotency_key = key
   end
   local ropts = { json = body, idempotency_key = key,
@@ -344,7 +324,9 @@ function Client:wait(task_id, opts)
   opts = check_opts(opts, 2, "wait")
   local timeout = opt(opts, "timeout", "number", "wait") or M.WAIT_TIMEOUT
   local on_progress = opt(opts, "on_progress", "function", "wait")
-  local clock, sleep = clock_of(self), self.state.sleep
+  local http = self.http
+  local function clock() return http:clock() end
+  local function sleep(s) return http:sleep(s) end
   local deadline = clock() + timeout
   local delay, task, last_err = M.WAIT_FIRST, nil, nil
   while true do
@@ -477,7 +459,7 @@ function Client:save(url, path, opts)
   local max_bytes = opt(opts, "max_bytes", "number", "save") or M.DOWNLOAD_MAX_BYTES
   local base = self.base_url
   local credentials = url:sub(1, #base + 1) == base .. "/" or url:sub(1, 1) == "/"
-  local tmp = path .. ".part-" .. util.random_hex(6)
+  local tmp = path .. ".part-" .. bearer.random_hex(6)
   local hops = 0
   while true do
     local res, err = self.http:request("GET", url, { sink = tmp, credentials = credentials,

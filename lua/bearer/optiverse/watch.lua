@@ -7,8 +7,6 @@
 -- for its requests (they would come seconds apart). Failures it can wait
 -- out (5xx, timeouts, connection errors, 429) make it back off; anything
 -- else is raised, as from any iterator.
-local core = require "bearer.core"
-
 local M = {}
 
 local OPTIONS = {
@@ -70,21 +68,16 @@ function M.install(optiverse, Client, private)
     if not (max_backoff >= interval) then bad("max_backoff", "at least interval expected") end
     local on_error = opts.on_error
 
-    local st = core.client_state(self.http)
-    local sleep = st.sleep
-    -- Spacing wants a clock that never jumps; dates want the wall clock.
-    -- An injected clock serves both (specs run polls without waiting).
-    local mono = self._clock or core.monotime
-    local wall = self._clock or core.now
-    -- Inside nginx every worker may run a watcher with the same key: they
-    -- share one slot per interval through the shared dict (bearer.ngx).
-    local shared
-    if not self._clock and type(ngx) == "table" and type(ngx.shared) == "table" then
-      local key = self.http:key()
-      shared = require("bearer.ngx").client_limiter(
-        "optiverse-watch|" .. core.client_state(self.http).base_url .. "|"
-        .. (key and key:fingerprint() or ""))({ requests = 1, per = interval })
-    end
+    local http = self.http
+    -- Spacing wants a clock that never jumps; dates want the wall clock
+    -- (the client's host gives both; a test host injects one for both).
+    local function sleep(s) return http:sleep(s) end
+    local function mono() return http:clock() end
+    local function wall() return http:now() end
+    -- Where the host shares limits between processes (every nginx worker
+    -- may run a watcher with the same key), they share one slot per
+    -- interval; this process's own spacing is next_at below.
+    local shared = http:shared_limiter{ name = "optiverse-watch", requests = 1, per = interval }
 
     local since = opts.since or optiverse.format_time(wall())
     local since_t = parse_time(since)

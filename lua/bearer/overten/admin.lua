@@ -9,7 +9,6 @@
 -- is within 60 s of the client's clock, and once more when a call gets a
 -- 401 (at most one refresh per call: a second 401 is returned).
 local bearer = require "bearer"
-local core = require "bearer.core"
 local errors = require "bearer.error"
 local paging = require "bearer.overten.paging"
 local util = require "bearer.overten.util"
@@ -50,10 +49,9 @@ function M.new(opts, level)
   local hopts = {}
   for k, v in pairs(opts) do if not OWN[k] then hopts[k] = v end end
   hopts.base_url = opts.base_url or os.getenv("OVERTEN_BASE_URL") or overten.DEFAULT_BASE_URL
-  local http = overten._new_http(hopts, level)
+  local http = require("bearer.client").new(hopts, level)
   local self = setmetatable({ http = http, provider = provider, options = hopts }, Admin)
-  self.state = core.client_state(http)
-  self.base_url = self.state.base_url
+  self.base_url = http:base_url()
   if token ~= nil then
     if type(token) == "string" then
       token = bearer.key(token, { scheme = "firebase" })   -- raises: the caller handed it over
@@ -117,7 +115,7 @@ local function fresh(self)
   if key == nil then return self:refresh() end
   if self.provider then
     local exp = key:expires_at()
-    if exp and exp - self.state.clock() <= M.REFRESH_BEFORE then return self:refresh() end
+    if exp and exp - self.http:now() <= M.REFRESH_BEFORE then return self:refresh() end
   end
   return true
 end

@@ -1,9 +1,8 @@
 --- bearer.overten.util: what the Overten client, admin and webhook parts
--- share: argument checks, validation errors, random ids and turning the
+-- share: argument checks, validation errors and turning the
 -- secrets the API returns into keys.
 local bearer = require "bearer"
 local errors = require "bearer.error"
-local core = require "bearer.core"
 
 local M = {}
 
@@ -40,23 +39,6 @@ function M.segment(fname, n, id)
     error(("bad argument #%d to '%s' (string expected, got %s)"):format(n, fname, type(id)), 3)
   end
   return (id:gsub("[^%w%-%._~]", function(ch) return ("%%%02X"):format(ch:byte()) end))
-end
-
---- `n` random bytes as hex, read once from the kernel. Idempotency keys
--- and temporary names must not collide across processes, which
--- math.random (seeded per process, often identically) cannot promise.
-function M.random_hex(n)
-  local f = io.open("/dev/urandom", "rb")
-  local bytes = f and f:read(n)
-  if f then f:close() end
-  if not bytes or #bytes ~= n then
-    -- No /dev/urandom (a chroot): hash what differs between calls and
-    -- processes; weaker, but still unique enough for an idempotency key.
-    bytes = core.sha256_hex(table.concat({ tostring(core.now()), tostring(core.monotime()),
-                                           tostring({}), tostring(math.random()) }, "|"))
-    return bytes:sub(1, 2 * n)
-  end
-  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
 --- Replaces t[field], a secret string from the API, by a bearer.Key, so

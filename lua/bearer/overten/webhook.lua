@@ -4,11 +4,10 @@
 -- secret as given (`whsec_…` prefix included) and sends
 --   X-Overten-Signature: sha256=<hex>   X-Overten-Timestamp: <unix seconds>
 -- The separator is an assumption (the docs were cut off there; README).
--- The HMAC and the constant-time comparison happen in C (bearer.core).
+-- The HMAC and the constant-time comparison happen in C (bearer.crypto).
 local bearer = require "bearer"
-local core = require "bearer.core"
 local errors = require "bearer.error"
-local json = require "cjson.safe"
+local json = require "bearer.json"
 local util = require "bearer.overten.util"
 
 local M = {}
@@ -36,8 +35,6 @@ local function header(headers, name)
   end
 end
 
-local strip_nulls = require("bearer.client").strip_nulls
-
 --- overten.webhook.verify{ secret=, body=, signature=, timestamp=
 --    [, headers=] [, tolerance=300] [, now=] } -> event | nil, err
 -- `signature`/`timestamp` may instead come from `headers` (any case).
@@ -57,15 +54,15 @@ function M.verify(opts)
   if type(ts) == "number" then ts = ("%d"):format(math.floor(ts)) end
   if ts ~= nil and type(ts) ~= "string" then util.bad_option("timestamp", "verify", "string", type(ts)) end
   local tolerance = util.opt(opts, "tolerance", "number", "verify") or M.TOLERANCE
-  local now = util.opt(opts, "now", "number", "verify") or core.now()
-  local ok, err = core.webhook_verify(opts.secret, body, sig, ts, tolerance, now)
+  local now = util.opt(opts, "now", "number", "verify") or os.time()
+  local ok, err = bearer.crypto.webhook_verify(opts.secret, body, sig, ts, tolerance, now)
   if not ok then return nil, err end
   local event, why = json.decode(body)
   if type(event) ~= "table" then
     return nil, errors.new{ kind = "decode", code = "invalid_json",
       message = "webhook body is signed but is not a JSON object: " .. tostring(why or type(event)) }
   end
-  return strip_nulls(event)
+  return event
 end
 
 --- overten.webhook.sign{ secret=, body= [, timestamp=now] [, event=] } -> headers
@@ -74,11 +71,11 @@ function M.sign(opts)
   if type(opts) ~= "table" then util.bad_arg(1, "sign", "table", type(opts)) end
   check_secret("sign", opts.secret)
   local body = util.opt(opts, "body", "string", "sign", true)
-  local ts = opts.timestamp or core.now()
+  local ts = opts.timestamp or os.time()
   if type(ts) == "number" then ts = ("%d"):format(math.floor(ts)) end
   if type(ts) ~= "string" then util.bad_option("timestamp", "sign", "number or string", type(ts)) end
   local headers = {
-    [M.SIGNATURE_HEADER] = core.webhook_sign(opts.secret, ts, body),
+    [M.SIGNATURE_HEADER] = bearer.crypto.webhook_sign(opts.secret, ts, body),
     [M.TIMESTAMP_HEADER] = ts,
     ["Content-Type"] = "application/json",
   }
