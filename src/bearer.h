@@ -67,9 +67,6 @@ BEARER_INTERNAL void bearer_error_open(lua_State *L);
 /* Pushes a new error object {kind=, code=, message=}. */
 BEARER_INTERNAL void bearer_error_push(lua_State *L, const char *kind,
                                        const char *code, const char *fmt, ...);
-/* Pushes an error object and raises it; for caller input that is wrong. */
-BEARER_INTERNAL int bearer_error_raise(lua_State *L, const char *kind,
-                                       const char *code, const char *fmt, ...);
 
 /* }====================================================== */
 

@@ -42,8 +42,7 @@ local M = {
 M.crypto = {
   sha256_hex = core.sha256_hex,
   hmac_sha256_hex = core.hmac_sha256_hex,
-  webhook_sign = core.webhook_sign,
-  webhook_verify = core.webhook_verify,
+  hmac_sha256_matches = core.hmac_sha256_matches,
 }
 
 --- `n` random bytes as hex, read from the kernel. Idempotency keys and
