@@ -508,6 +508,13 @@ describe("bearer.client #integration", function()
       assert.has_error(function() c:request("GET", nil) end)
       assert.has_error(function() c:request("GET", "/x", { nope = 1 }) end)
       assert.has_error(function() c:request("G T", "/x") end)
+      -- a bad method name is the caller's argument, not an internal error
+      for _, m in ipairs{ "G T", "", "GET\r\nX: y", "G(" } do
+        local ok, msg = pcall(c.request, c, m, "/x")
+        assert.is_false(ok)
+        assert.truthy(tostring(msg):find("bad argument #1 to 'request' (HTTP method expected", 1, true),
+                      tostring(msg))
+      end
       assert.has_error(function() c:get("/x", { json = { f = function() end } }) end)
       local h = core.client_new{}   -- the C transfer under every client
       assert.has_error(function() h:perform("GET", emu.url, {}, nil, { max_bytes = math.huge }) end)

@@ -25,6 +25,15 @@ describe("bearer.optiverse #unit", function()
       assert.equal("2025-01-14T10:00:00Z", optiverse.format_time(1736848800))
     end)
 
+    it("formats only times it can, with an argument error otherwise", function()
+      for _, t in ipairs{ math.huge, -math.huge, 0 / 0, 1e300, "1736848800", nil } do
+        local ok, msg = pcall(optiverse.format_time, t)
+        assert.is_false(ok)
+        assert.truthy(tostring(msg):find("bad argument #1 to 'format_time'", 1, true), tostring(msg))
+      end
+      assert.equal("9999-12-31T23:59:59Z", optiverse.format_time(253402300799))
+    end)
+
     it("refuses other forms and out-of-range fields", function()
       for _, s in ipairs{ "2025-13-01", "2025-00-10", "2025-02-29", "1900-02-29", "2025-04-31",
                           "2025-01-00", "2025-01-14T24:00:00Z", "2025-01-14T10:60:00Z",

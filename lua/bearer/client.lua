@@ -191,17 +191,17 @@ end
 -- names raise, as in the constructor. Closing a view closes nothing.
 ---@param opts table
 ---@return bearer.Client
-function Client:with_options(opts)
+local function make_view(self, opts, lv)
   local parent = state(self, "with_options")
   if type(opts) ~= "table" then
-    error("bad argument #1 to 'with_options' (table expected, got " .. type(opts) .. ")", 2)
+    error("bad argument #1 to 'with_options' (table expected, got " .. type(opts) .. ")", lv + 1)
   end
   for name in pairs(opts) do
     if not VIEW_OPTIONS[name] then
-      error(("bad option '%s' to 'with_options' (unknown option)"):format(tostring(name)), 2)
+      error(("bad option '%s' to 'with_options' (unknown option)"):format(tostring(name)), lv + 1)
     end
   end
-  check_call_options(opts, "with_options", 2)
+  check_call_options(opts, "with_options", lv + 1)
   local st = setmetatable({ view = true }, { __index = parent })
   if opts.headers then
     local merged = {}
@@ -215,6 +215,19 @@ function Client:with_options(opts)
   local view = setmetatable({}, Client)
   private[view] = st
   return view
+end
+
+function Client:with_options(opts) return make_view(self, opts, 2) end
+
+--- The with_options of an API module's client (a table whose `http` is a
+-- bearer.client): the same object seen through a view of its `http`.
+-- Its close does nothing; the client it came from owns the connection.
+---@param api table
+---@param opts table
+---@return table
+function M.api_view(api, opts)
+  return setmetatable({ http = make_view(api.http, opts, 3), close = function() end },
+                      { __index = api })
 end
 
 --- Frees the connection (also at GC); the key stays open (it may be
@@ -542,8 +555,8 @@ function Client:request(method, path, opts)
       return M.remember(res, meta)
     end
     if res then
-      err = errors.from_response(res, function(s) return st.handle:redact(s) end, st.host.now())
-      if st.error_parser then err = st.error_parser(err) or err end
+      err = errors.from_response(res, function(s) return st.handle:redact(s) end, st.host.now(),
+                                 st.error_parser)
     end
     err.trace_request, err.trace_response = nil, nil
     err.retryable = may_retry(res, err, idempotent, statuses)

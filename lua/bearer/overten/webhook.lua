@@ -10,7 +10,7 @@
 local bearer = require "bearer"
 local errors = require "bearer.error"
 local json = require "bearer.json"
-local util = require "bearer.overten.util"
+local check = require "bearer.check"
 
 local M = {}
 
@@ -21,8 +21,14 @@ M.EVENT_HEADER = "X-Overten-Event"
 
 local function check_secret(fname, secret)
   if type(secret) ~= "string" and not bearer.key.is(secret) then
-    util.bad_option("secret", fname, "string or bearer.Key", type(secret))
+    check.bad_option("secret", fname, "string or bearer.Key", type(secret), 2)
   end
+end
+
+-- An option of the right type (raises at the caller of verify or sign).
+local function opt(opts, name, want, fname, required)
+  check.field(fname, name, opts[name], { want, required = required }, 2)
+  return opts[name]
 end
 
 -- A header from a table whose names may have any case; repeated headers
@@ -42,8 +48,8 @@ local function signed_string(timestamp, body) return timestamp .. "." .. body en
 
 local function check_secret_arg(n, fname, secret)
   if type(secret) ~= "string" and not (bearer.key.is(secret) and not secret:is_closed()) then
-    util.bad_arg(n, fname, "bearer.Key (open) or string",
-                 bearer.key.is(secret) and "a closed key" or type(secret))
+    check.bad_arg(n, fname, "bearer.Key (open) or string",
+                  bearer.key.is(secret) and "a closed key" or type(secret), 2)
   end
 end
 
@@ -54,8 +60,8 @@ end
 ---@return string
 function M.signature(secret, timestamp, body)
   check_secret_arg(1, "signature", secret)
-  if type(timestamp) ~= "string" then util.bad_arg(2, "signature", "string", type(timestamp)) end
-  if type(body) ~= "string" then util.bad_arg(3, "signature", "string", type(body)) end
+  if type(timestamp) ~= "string" then check.bad_arg(2, "signature", "string", type(timestamp)) end
+  if type(body) ~= "string" then check.bad_arg(3, "signature", "string", type(body)) end
   return "sha256=" .. bearer.crypto.hmac_sha256_hex(secret, signed_string(timestamp, body))
 end
 
@@ -71,9 +77,9 @@ end
 ---@return boolean|nil, table|nil
 function M.check(secret, body, signature, timestamp, tolerance, now)
   check_secret_arg(1, "check", secret)
-  if type(body) ~= "string" then util.bad_arg(2, "check", "string", type(body)) end
-  if type(tolerance) ~= "number" then util.bad_arg(5, "check", "number", type(tolerance)) end
-  if type(now) ~= "number" then util.bad_arg(6, "check", "number", type(now)) end
+  if type(body) ~= "string" then check.bad_arg(2, "check", "string", type(body)) end
+  if type(tolerance) ~= "number" then check.bad_arg(5, "check", "number", type(tolerance)) end
+  if type(now) ~= "number" then check.bad_arg(6, "check", "number", type(now)) end
   if type(signature) ~= "string" or signature == "" then
     return signature_error("malformed", "no signature header")
   end
@@ -104,20 +110,20 @@ end
 -- Errors: kind "signature" (code bad_signature, stale_timestamp,
 -- malformed), or kind "decode" when a correctly signed body is not JSON.
 function M.verify(opts)
-  if type(opts) ~= "table" then util.bad_arg(1, "verify", "table", type(opts)) end
+  if type(opts) ~= "table" then check.bad_arg(1, "verify", "table", type(opts)) end
   check_secret("verify", opts.secret)
-  local body = util.opt(opts, "body", "string", "verify", true)
-  local headers = util.opt(opts, "headers", "table", "verify")
+  local body = opt(opts, "body", "string", "verify", true)
+  local headers = opt(opts, "headers", "table", "verify")
   local sig, ts = opts.signature, opts.timestamp
   if headers then
     sig = sig or header(headers, M.SIGNATURE_HEADER)
     ts = ts or header(headers, M.TIMESTAMP_HEADER)
   end
-  if sig ~= nil and type(sig) ~= "string" then util.bad_option("signature", "verify", "string", type(sig)) end
+  if sig ~= nil and type(sig) ~= "string" then check.bad_option("signature", "verify", "string", type(sig)) end
   if type(ts) == "number" then ts = ("%d"):format(math.floor(ts)) end
-  if ts ~= nil and type(ts) ~= "string" then util.bad_option("timestamp", "verify", "string", type(ts)) end
-  local tolerance = util.opt(opts, "tolerance", "number", "verify") or M.TOLERANCE
-  local now = util.opt(opts, "now", "number", "verify") or os.time()
+  if ts ~= nil and type(ts) ~= "string" then check.bad_option("timestamp", "verify", "string", type(ts)) end
+  local tolerance = opt(opts, "tolerance", "number", "verify") or M.TOLERANCE
+  local now = opt(opts, "now", "number", "verify") or os.time()
   local ok, err = M.check(opts.secret, body, sig, ts, tolerance, now)
   if not ok then return nil, err end
   local event, why = json.decode(body)
@@ -131,12 +137,12 @@ end
 --- overten.webhook.sign{ secret=, body= [, timestamp=now] [, event=] } -> headers
 -- The headers Overten would send with `body`, for tests and local tools.
 function M.sign(opts)
-  if type(opts) ~= "table" then util.bad_arg(1, "sign", "table", type(opts)) end
+  if type(opts) ~= "table" then check.bad_arg(1, "sign", "table", type(opts)) end
   check_secret("sign", opts.secret)
-  local body = util.opt(opts, "body", "string", "sign", true)
+  local body = opt(opts, "body", "string", "sign", true)
   local ts = opts.timestamp or os.time()
   if type(ts) == "number" then ts = ("%d"):format(math.floor(ts)) end
-  if type(ts) ~= "string" then util.bad_option("timestamp", "sign", "number or string", type(ts)) end
+  if type(ts) ~= "string" then check.bad_option("timestamp", "sign", "number or string", type(ts)) end
   local headers = {
     [M.SIGNATURE_HEADER] = M.signature(opts.secret, ts, body),
     [M.TIMESTAMP_HEADER] = ts,
