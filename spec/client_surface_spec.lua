@@ -118,6 +118,42 @@ describe("client surface #integration", function()
     end)
   end)
 
+  describe("one pager for both APIs", function()
+    it("iterates items, pages and all() the same way on Overten and Optiverse", function()
+      local overten = require "bearer.overten"
+      local optiverse = require "bearer.optiverse"
+      local ot = overten.client{ api_key = KEY, base_url = emu:overten_url(), sleep = function() end }
+      local op = optiverse.client{ api_key = emulator.OPTIVERSE_KEY, base_url = emu:optiverse_url() }
+      for _, list in ipairs{ function() return ot:runs{ limit = 2 } end,
+                             function() return op:records{ limit = 2 } end } do
+        local items = 0
+        for item in list() do
+          assert.is_table(item)
+          items = items + 1
+        end
+        local pages, from_pages = 0, 0
+        for page in list():pages() do
+          pages = pages + 1
+          from_pages = from_pages + #page.data
+          assert.equal(200, bearer.response_of(page).status)
+        end
+        assert.is_true(items > 2, "more than one page")
+        assert.is_true(pages > 1)
+        assert.equal(items, from_pages)
+        assert.equal(items, #list():all())
+      end
+      -- nothing is fetched before the first item is asked for
+      emu:control("DELETE", "/requests")
+      local lazy = op:records{ limit = 2 }
+      ot:runs()
+      assert.equal(0, #emu:requests())
+      assert.is_table(lazy())
+      assert.equal(1, #emu:requests())
+      ot:close()
+      op:close()
+    end)
+  end)
+
   describe("numbers and arrays", function()
     it("gives integers for integral JSON numbers (Lua 5.3+)", function()
       if not math.type then return end

@@ -272,6 +272,16 @@ end
 ---@param decl table
 ---@param call fun(self: table, method: string, path: string, ropts: table): any, table|nil
 ---@return function
+-- One call of a declared endpoint: checked, built, sent, shaped.
+local function single(d, call, self, ...)
+  local req, err = build(d, ...)
+  if not req then return nil, err end
+  local path
+  path, err = resolve(req, self)
+  if not path then return nil, err end
+  return finish(d, self, call(self, req.method, path, req.ropts))
+end
+
 function M.method(decl, call)
   local d = compile(decl)
   if d.paged then
@@ -281,31 +291,14 @@ function M.method(decl, call)
       return list(d, call, self, req)
     end
   end
-  return function(self, ...)
-    local req, err = build(d, ...)
-    if not req then return nil, err end
-    local path
-    path, err = resolve(req, self)
-    if not path then return nil, err end
-    return finish(d, self, call(self, req.method, path, req.ropts))
-  end
+  return function(self, ...) return single(d, call, self, ...) end
 end
 
 --- One page of a paged declaration, as nil, err instead of a raise: the
 -- `<name>_page` methods.
 function M.page_method(decl, call)
   local d = compile(decl)
-  return function(self, ...)
-    local req, err = build(d, ...)
-    if not req then return nil, err end
-    local path
-    path, err = resolve(req, self)
-    if not path then return nil, err end
-    local doc
-    doc, err = call(self, req.method, path, req.ropts)
-    if doc == nil then return nil, err end
-    return finish(d, self, doc)
-  end
+  return function(self, ...) return single(d, call, self, ...) end
 end
 
 --- Installs every declaration of `decls` on class `Class` with `call`.

@@ -19,10 +19,21 @@ M.SIGNATURE_HEADER = "X-Overten-Signature"
 M.TIMESTAMP_HEADER = "X-Overten-Timestamp"
 M.EVENT_HEADER = "X-Overten-Event"
 
-local function check_secret(fname, secret)
-  if type(secret) ~= "string" and not bearer.key.is(secret) then
-    check.bad_option("secret", fname, "string or bearer.Key", type(secret), 2)
+-- What verify and sign both take: a table with the secret and the body
+-- (raises at their caller). Returns the body.
+local function signing_options(opts, fname)
+  if type(opts) ~= "table" then check.bad_arg(1, fname, "table", type(opts), 2) end
+  if type(opts.secret) ~= "string" and not bearer.key.is(opts.secret) then
+    check.bad_option("secret", fname, "string or bearer.Key", type(opts.secret), 2)
   end
+  check.field(fname, "body", opts.body, { "string", required = true }, 2)
+  return opts.body
+end
+
+-- Unix seconds as the header writes them.
+local function unix_text(ts)
+  if type(ts) == "number" then return ("%d"):format(math.floor(ts)) end
+  return ts
 end
 
 -- An option of the right type (raises at the caller of verify or sign).
@@ -110,9 +121,7 @@ end
 -- Errors: kind "signature" (code bad_signature, stale_timestamp,
 -- malformed), or kind "decode" when a correctly signed body is not JSON.
 function M.verify(opts)
-  if type(opts) ~= "table" then check.bad_arg(1, "verify", "table", type(opts)) end
-  check_secret("verify", opts.secret)
-  local body = opt(opts, "body", "string", "verify", true)
+  local body = signing_options(opts, "verify")
   local headers = opt(opts, "headers", "table", "verify")
   local sig, ts = opts.signature, opts.timestamp
   if headers then
@@ -120,7 +129,7 @@ function M.verify(opts)
     ts = ts or header(headers, M.TIMESTAMP_HEADER)
   end
   if sig ~= nil and type(sig) ~= "string" then check.bad_option("signature", "verify", "string", type(sig)) end
-  if type(ts) == "number" then ts = ("%d"):format(math.floor(ts)) end
+  ts = unix_text(ts)
   if ts ~= nil and type(ts) ~= "string" then check.bad_option("timestamp", "verify", "string", type(ts)) end
   local tolerance = opt(opts, "tolerance", "number", "verify") or M.TOLERANCE
   local now = opt(opts, "now", "number", "verify") or os.time()
@@ -137,11 +146,8 @@ end
 --- overten.webhook.sign{ secret=, body= [, timestamp=now] [, event=] } -> headers
 -- The headers Overten would send with `body`, for tests and local tools.
 function M.sign(opts)
-  if type(opts) ~= "table" then check.bad_arg(1, "sign", "table", type(opts)) end
-  check_secret("sign", opts.secret)
-  local body = opt(opts, "body", "string", "sign", true)
-  local ts = opts.timestamp or os.time()
-  if type(ts) == "number" then ts = ("%d"):format(math.floor(ts)) end
+  local body = signing_options(opts, "sign")
+  local ts = unix_text(opts.timestamp or os.time())
   if type(ts) ~= "string" then check.bad_option("timestamp", "sign", "number or string", type(ts)) end
   local headers = {
     [M.SIGNATURE_HEADER] = M.signature(opts.secret, ts, body),
