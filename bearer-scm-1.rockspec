@@ -42,6 +42,7 @@ build = {
     ["bearer.error"] = "lua/bearer/error.lua",
     ["bearer.host"] = "lua/bearer/host.lua",
     ["bearer.json"] = "lua/bearer/json.lua",
+    ["bearer.key"] = "lua/bearer/key.lua",
     ["bearer.check"] = "lua/bearer/check.lua",
     ["bearer.endpoint"] = "lua/bearer/endpoint.lua",
     ["bearer.pager"] = "lua/bearer/pager.lua",

@@ -3,12 +3,13 @@
 -- surface and the hosts; every API module builds on that surface.
 local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$")) or "."
 
--- The surface (init, client, error) and the hosts (plain, nginx's and the
+-- The surface (init, client, error, key) and the hosts (plain, nginx's and the
 -- code nginx's thread pool runs).
 local MAY_REQUIRE_CORE = {
   ["lua/bearer/init.lua"] = true,
   ["lua/bearer/client.lua"] = true,
   ["lua/bearer/error.lua"] = true,
+  ["lua/bearer/key.lua"] = true,
   ["lua/bearer/host.lua"] = true,
   ["lua/bearer/ngx/init.lua"] = true,
   ["lua/bearer/ngx/thread.lua"] = true,

@@ -28,19 +28,11 @@ typedef struct bearer_secret {
 
 /* {====================================================== keys (key.c) */
 
-typedef enum {
-  BEARER_SCHEME_OVERTEN,
-  BEARER_SCHEME_OPTIVERSE,
-  BEARER_SCHEME_FIREBASE,
-  BEARER_SCHEME_WEBHOOK,
-  BEARER_SCHEME_TOKEN        /* any other bearer token: only the header rules */
-} bearer_scheme;
-
 typedef struct bearer_key {
   unsigned char *secret;     /* own pages (mmap), NULL once closed */
   size_t len;                /* bytes of secret, no terminator counted */
   size_t map_len;            /* bytes mapped, a multiple of the page size */
-  bearer_scheme scheme;
+  char scheme[24];           /* the scheme's name (rules come from Lua: key.c) */
   double expires_at;         /* firebase 'exp' claim, or -1 when absent */
   char prefix[24];           /* public part shown by tostring; never secret */
 } bearer_key;

@@ -11,6 +11,7 @@ local core = require "bearer.core"
 local errors = require "bearer.error"
 local host = require "bearer.host"
 local json = require "bearer.json"
+local keys = require "bearer.key"
 local ratelimit = require "bearer.ratelimit"
 
 local M = {}
@@ -154,7 +155,7 @@ function M.new(opts, level)
   local c_opts = {}
   for name in pairs(C_OPTIONS) do c_opts[name] = opts[name] end
   if type(c_opts.key) == "string" then
-    c_opts.key = core.key_new(c_opts.key, { scheme = scheme })
+    c_opts.key = keys.new(c_opts.key, { scheme = scheme })
   end
   c_opts.user_agent = c_opts.user_agent or default_user_agent()
   local handle = core.client_new(c_opts)

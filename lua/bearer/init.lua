@@ -66,15 +66,9 @@ end
 
 --- bearer.key(secret [, {scheme=}]) raises on a secret its scheme refuses;
 -- key.from_env and key.from_file return nil, err instead (the secret comes
--- from outside the program). Schemes: overten, optiverse, firebase,
--- webhook, token (no format, only the header rules); detected when absent.
-M.key = setmetatable({
-  new = core.key_new,
-  from_env = core.key_from_env,
-  from_file = core.key_from_file,
-  is = core.key_is,
-}, {
-  __call = function(_, secret, opts) return core.key_new(secret, opts) end,
-})
+-- from outside the program). Schemes are declared by the API modules
+-- (overten, optiverse, firebase, webhook) or registered; token (no format,
+-- only the header rules) is the default; detected when absent (bearer.key).
+M.key = require "bearer.key"
 
 return M
