@@ -1,7 +1,11 @@
-# bearer: builds bearer/core.so for Lua 5.4 (build/5.4) and LuaJIT 2.1 (build/luajit).
+# bearer: builds bearer/core.so for every Lua Debian ships: build/5.4 (the
+# specs), build/luajit (nginx), build/5.3 and build/5.1 (the same sources
+# through src/compat.h). A build for one Lua does not load in another.
 # `make test` and `make demo` are the README's two set-up commands: each
 # installs what is missing (Debian packages, as root) before it runs.
 
+LUA51_INC ?= /usr/include/lua5.1
+LUA53_INC ?= /usr/include/lua5.3
 LUA54_INC ?= /usr/include/lua5.4
 LUAJIT_INC ?= /usr/include/luajit-2.1
 CC ?= cc
@@ -10,26 +14,33 @@ WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 ALL_CFLAGS = $(CFLAGS) $(WARN) -std=c99 -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L
 LIBS = -lcurl -lcrypto -lpthread
 
-SRC = src/core.c src/key.c src/client.c src/crypto.c src/error.c src/redact.c src/vault.c
+SRC = src/core.c src/key.c src/client.c src/transfer.c src/engine.c src/crypto.c src/error.c src/redact.c src/vault.c
 HDR = src/bearer.h src/compat.h
 
 BUSTED ?= busted --lua=lua5.4
 
-.PHONY: all build deps test check-memory demo bench clean
+.PHONY: all build deps lint test check-memory demo nginx-example nginx-example-stop bench clean
 
 all: build
-build: build/5.4/bearer/core.so build/luajit/bearer/core.so
+build: build/5.4/bearer/core.so build/luajit/bearer/core.so build/5.3/bearer/core.so build/5.1/bearer/core.so
 
-build/5.4/bearer/core.so: $(SRC) $(HDR)
+# build/<lua>/bearer/core.so against that Lua's headers (INC_<lua>).
+INC_5.1 = $(LUA51_INC)
+INC_5.3 = $(LUA53_INC)
+INC_5.4 = $(LUA54_INC)
+INC_luajit = $(LUAJIT_INC)
+build/%/bearer/core.so: $(SRC) $(HDR)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -I$(LUA54_INC) -shared -o $@ $(SRC) $(LIBS)
-
-build/luajit/bearer/core.so: $(SRC) $(HDR)
-	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -I$(LUAJIT_INC) -shared -o $@ $(SRC) $(LIBS)
+	$(CC) $(ALL_CFLAGS) -I$(INC_$*) -shared -o $@ $(SRC) $(LIBS)
 
 deps:
 	@sh .ci/install-deps
+
+# luacheck over every Lua file (.luacheckrc). A directory gives luacheck its
+# *.lua files only, so bin/'s scripts (no extension) are named one by one.
+LINT_PATHS = $(wildcard lua examples spec bench) $(wildcard bin/*)
+lint: deps
+	@luacheck --no-color -q $(LINT_PATHS)
 
 test: deps build
 	@sh .ci/run-specs
@@ -39,6 +50,14 @@ check-memory: deps build
 
 demo: deps build
 	@sh examples/run-demo
+
+# examples/nginx against the emulator, in the foreground until Ctrl-C;
+# nginx-example-stop stops one left running (examples/nginx/run start).
+nginx-example: deps build
+	@examples/nginx/run
+
+nginx-example-stop:
+	@examples/nginx/run stop
 
 bench: deps build
 	@LUA_PATH="lua/?.lua;lua/?/init.lua;spec/?.lua;;" LUA_CPATH="build/5.4/?.so;;" lua5.4 bench/requests.lua

@@ -13,12 +13,13 @@ one kind of error object. Clients for the Overten and Optiverse APIs build
 on it.]],
   license = "MIT",
 }
--- lua-cjson is needed at run time too. It is not listed here on purpose:
--- bearer is built where the LuaRocks registry cannot be reached, from the
--- system's package (Debian: lua-cjson), and a listed rock would make
--- `luarocks make` fail looking for it. bearer names it when it is missing.
+-- lua-cjson is the JSON codec (bearer.json). Offline, with Debian's
+-- lua-cjson package (which luarocks does not see as a rock), build with
+-- `luarocks make --deps-mode=none`: README "Installing as a rock".
+-- Lua 5.2 is refused at build time by src/compat.h (README "Which Lua").
 dependencies = {
   "lua >= 5.1, < 5.5",
+  "lua-cjson",
 }
 external_dependencies = {
   -- Debian keeps curl/curl.h in a multiarch folder luarocks does not search;
@@ -30,8 +31,8 @@ build = {
   type = "builtin",
   modules = {
     ["bearer.core"] = {
-      sources = { "src/core.c", "src/key.c", "src/client.c", "src/crypto.c",
-                  "src/error.c", "src/redact.c", "src/vault.c" },
+      sources = { "src/core.c", "src/key.c", "src/client.c", "src/transfer.c", "src/engine.c",
+                  "src/crypto.c", "src/error.c", "src/redact.c", "src/vault.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto", "pthread" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },

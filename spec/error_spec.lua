@@ -140,7 +140,8 @@ describe("bearer.error #unit", function()
     local err = parse(401, '{"error":"invalid_api_key","message":"bad\\nkey"}', { ["x-request-id"] = "req_1" })
     err.method, err.path, err.attempts = "GET", "/verify", 1
     local line = tostring(err)
-    assert.equal("bearer: auth error: HTTP 401 invalid_api_key: bad key [GET /verify; request_id=req_1; attempts=1]", line)
+    assert.equal("bearer: auth error: HTTP 401 invalid_api_key: bad key "
+                 .. "[GET /verify; request_id=req_1; attempts=1]", line)
     assert.is_nil(line:find("\n"))
   end)
 

@@ -171,7 +171,18 @@ describe("bearer.key #unit", function()
       assert.is_false(ok)
       assert.truthy(tostring(msg):find("closed bearer.Key", 1, true))
     end
-    assert.has_error(function() return k == bearer.key(OVERTEN) end)
+    -- equality answers, never raises (issue 12): a closed key equals nothing
+    assert.is_false(k == bearer.key(OVERTEN))
+    assert.is_false(bearer.key(OVERTEN) == k)
+  end)
+
+  it("is not equal to other userdata, and comparing never raises", function()
+    local k = bearer.key(OVERTEN)
+    assert.is_false(k == io.stdout)
+    assert.is_false(io.stdout == k)
+    local c = bearer.client{ base_url = "http://127.0.0.1:1" }
+    assert.is_false(k == c)
+    c:close()
   end)
 
   it("closes at the end of a to-be-closed scope", function()

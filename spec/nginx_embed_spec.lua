@@ -132,6 +132,25 @@ describe("bearer inside nginx #integration", function()
     assert.is_true(n <= 4, n .. " connections for 12 calls (4 pool threads)")
   end)
 
+  it("survives malformed responses on reused connections (libcurl 7.88 double free)", function()
+    local pid = get_json(one, "/app/fast").pid
+    for i = 1, 8 do get_json(one, "/app/call?tag=warm" .. i) end
+    emu:fault{ path = "/echo/bad", type = "raw", times = -1,
+               bytes = "HTTP/1.1 200 OK\n\tAccess-Control-Allow-Origin: *\n\tConnection: Keep-Alive\n"
+                 .. "Date: Wed, 10 May 2023 14:58:08 GMT\n\n<html></html>" }
+    for _ = 1, 8 do
+      local got = get_json(one, "/app/call?tag=bad")
+      assert.equal("server", got.error and got.error.kind)
+      assert.equal("malformed_response", got.error.code)
+    end
+    emu:clear_faults()
+    assert.equal(200, get_json(one, "/app/call?tag=after").status)
+    assert.equal(pid, get_json(one, "/app/fast").pid)
+    for _, line in ipairs(one:error_lines()) do
+      assert.is_nil(line:find("signal", 1, true), line)
+    end
+  end)
+
   describe("webhook receiver", function()
     local function post(body, headers)
       return one.http:post("/webhook", { body = body, headers = headers })

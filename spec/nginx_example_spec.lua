@@ -1,59 +1,47 @@
--- examples/nginx run as users run it (two workers, the README's two
--- lines), against the emulator: the JSON API, 200 concurrent requests,
--- keep-alive to the upstream, and the webhook receiver.
+-- examples/nginx run as users run it (examples/nginx/run, behind `make
+-- nginx-example`: two workers, the README's two lines), against the
+-- emulator it starts: the JSON API, 200 concurrent requests, keep-alive to
+-- the upstream, the webhook receiver, and stopping both by pid.
 local bearer = require "bearer"
 local core = require "bearer.core"
 local emulator = require "support.emulator"
 local cjson = require "cjson"
 
 local WEBHOOK_SECRET = "whsec_exampleSecret0123456789abcdefABCDEF"
+local RUN = emulator.ROOT .. "/examples/nginx/run"
 
--- The example's nginx.conf, made a launcher template: its port, pid file
--- and checkout paths become the launcher's placeholders.
-local function template()
-  local f = assert(io.open(emulator.ROOT .. "/examples/nginx/nginx.conf"))
-  local conf = f:read("a")
-  f:close()
-  conf = conf:gsub("127%.0%.0%.1:8080", "127.0.0.1:@PORT@")
-             :gsub("pid logs/nginx%.pid;", 'pid "@PREFIX@/nginx.pid";')
-             :gsub("%$prefix/lua/", "@ROOT@/examples/nginx/lua/")
-             :gsub("%$prefix/%.%./%.%./", "@ROOT@/")
-             :gsub("location = /health", "location = /_emulator/health")
-  local path = os.tmpname()
-  f = assert(io.open(path, "w"))
-  -- workers read bearer from the checkout (see spec/nginx/embed.conf.in)
-  f:write("# bearer-emulator: examples/nginx/nginx.conf for spec/nginx_example_spec.lua\n",
-          "user root;\n", conf)
-  f:close()
-  return path
+-- The NAME=value lines `examples/nginx/run start` prints.
+local function started(out)
+  local f = {}
+  for k, v in out:gmatch("\n?([%u_]+)=(%S+)") do f[k] = v end
+  assert(f.NGINX_EXAMPLE_URL and f.NGINX_EXAMPLE_PREFIX and f.BEARER_EMULATOR_URL
+         and f.BEARER_EMULATOR_PREFIX, "the example did not start:\n" .. out)
+  return f
+end
+
+local function gone(prefix)
+  local f = io.open(prefix .. "/nginx.conf")
+  if f then f:close() end
+  return f == nil
 end
 
 describe("examples/nginx #integration", function()
-  local emu, server, conf
+  local emu, server, run, printed
 
   setup(function()
-    emu = emulator.start()
-    conf = template()
-    local env = {
-      OPTIVERSE_API_KEY = emulator.OPTIVERSE_KEY, OPTIVERSE_BASE_URL = emu:optiverse_url(),
-      OVERTEN_API_KEY = emulator.OVERTEN_KEY, OVERTEN_BASE_URL = emu:overten_url(),
-      OVERTEN_WEBHOOK_SECRET = WEBHOOK_SECRET,
-    }
-    local vars = {}
-    for k, v in pairs(env) do vars[#vars + 1] = k .. "=" .. v end
-    local p = assert(io.popen(table.concat(vars, " ") .. " " .. emulator.SCRIPT .. " start " .. conf .. " 2>&1"))
-    local out = p:read("a")
+    local p = assert(io.popen("OVERTEN_WEBHOOK_SECRET=" .. WEBHOOK_SECRET .. " " .. RUN .. " start 2>&1"))
+    printed = p:read("a")
     p:close()
-    local url = out:match("BEARER_EMULATOR_URL=(%S+)")
-    local prefix = out:match("BEARER_EMULATOR_PREFIX=(%S+)")
-    assert(url and prefix, "the example did not start:\n" .. out)
-    server = setmetatable({ url = url, prefix = prefix }, emulator)
-    server.http = bearer.client{ base_url = url, max_retries = 0, timeout = 20 }
+    run = started(printed)
+    emu = emulator.attach(run.BEARER_EMULATOR_URL, run.BEARER_EMULATOR_PREFIX)
+    server = emulator.attach(run.NGINX_EXAMPLE_URL, run.NGINX_EXAMPLE_PREFIX)
+    server.http:close()
+    server.http = bearer.client{ base_url = server.url, max_retries = 0, timeout = 20 }
   end)
   teardown(function()
+    -- the last spec stops both; this is for when it did not run
     if server then server:stop() end
-    emu:stop()
-    os.remove(conf)
+    if emu then emu:stop() end
   end)
   before_each(function() emu:reset() end)
 
@@ -113,6 +101,16 @@ describe("examples/nginx #integration", function()
     assert.equal(401, err.status)
   end)
 
+  it("printed its URLs and settings, and no secret", function()
+    assert.truthy(printed:find("# examples/nginx: " .. server.url .. "\n", 1, true), printed)
+    assert.truthy(printed:find("#   curl -s '" .. server.url .. "/records?limit=5'", 1, true), printed)
+    assert.truthy(printed:find("#   OVERTEN_BASE_URL=" .. emu.url .. "/api/v1\n", 1, true), printed)
+    assert.truthy(printed:find("#   OVERTEN_WEBHOOK_SECRET: yours\n", 1, true), printed)
+    for _, secret in ipairs{ emulator.OVERTEN_KEY, emulator.OPTIVERSE_KEY, WEBHOOK_SECRET } do
+      assert.is_nil(printed:find(secret, 1, true), printed)
+    end
+  end)
+
   it("logs no error and no secret", function()
     assert.same({}, server:error_lines())
     for _, log in ipairs{ "/logs/error.log", "/logs/access.log" } do
@@ -123,5 +121,54 @@ describe("examples/nginx #integration", function()
         assert.is_nil(text:find(secret, 1, true), log)
       end
     end
+  end)
+
+  it("stops the example and its emulator by pid, removing their prefixes", function()
+    local p = assert(io.popen(RUN .. " stop " .. run.NGINX_EXAMPLE_PREFIX .. " 2>&1"))
+    local out = p:read("a")
+    assert.is_true(p:close(), out)
+    assert.is_true(gone(run.NGINX_EXAMPLE_PREFIX))
+    assert.is_true(gone(run.BEARER_EMULATOR_PREFIX))
+    local c = bearer.client{ base_url = run.NGINX_EXAMPLE_URL, max_retries = 0 }
+    local _, err = c:get("/health")
+    assert.equal("connection", err.kind)
+    server.prefix, emu.prefix = nil, nil
+  end)
+end)
+
+describe("make nginx-example #integration", function()
+  it("runs in the foreground, answers, and stops the example and the emulator on TERM", function()
+    local log = os.tmpname()
+    -- make's pid: it passes TERM on to the run script and waits for it
+    local p = assert(io.popen(("(cd %s && exec make -s nginx-example >%s 2>&1) & echo $!")
+                              :format(emulator.ROOT, log)))
+    local pid = assert(tonumber(p:read("a"):match("%d+")))
+    p:close()
+    local function output()
+      local f = assert(io.open(log))
+      local text = f:read("a")
+      f:close()
+      return text
+    end
+    local deadline = core.monotime() + 120
+    while not output():find("# Ctrl-C stops", 1, true) and core.monotime() < deadline do core.sleep(0.2) end
+    local text = output()
+    local ok, run = pcall(started, text)
+    if not ok then os.execute("kill -TERM " .. pid) end
+    assert(ok, run)
+    local c = bearer.client{ base_url = run.NGINX_EXAMPLE_URL, max_retries = 0, timeout = 20 }
+    assert.equal(250, cjson.decode(assert(c:get("/records?limit=1")).body).total)
+    c:close()
+
+    assert(os.execute("kill -TERM " .. pid))
+    deadline = core.monotime() + 30
+    while os.execute("kill -0 " .. pid .. " 2>/dev/null") and core.monotime() < deadline do core.sleep(0.1) end
+    text = output()
+    os.remove(log)
+    assert.truthy(text:find("# stopped\n", 1, true), text)
+    assert.is_true(gone(run.NGINX_EXAMPLE_PREFIX))
+    assert.is_true(gone(run.BEARER_EMULATOR_PREFIX))
+    local _, err = bearer.client{ base_url = run.NGINX_EXAMPLE_URL, max_retries = 0 }:get("/health")
+    assert.equal("connection", err.kind)
   end)
 end)

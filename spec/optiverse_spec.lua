@@ -117,7 +117,8 @@ describe("bearer.optiverse #unit", function()
         print("owned key closed:", key:is_closed())
       ]], { OPTIVERSE_API_KEY = KEY, OPTIVERSE_BASE_URL = "" })
       assert.is_true(ok, out)
-      assert.truthy(out:find("https://api.optiverse.ai/external-api\toptiverse\tbearer.Key(optiverse optiuser_v1_test...)", 1, true), out)
+      assert.truthy(out:find("https://api.optiverse.ai/external-api\toptiverse\t"
+                             .. "bearer.Key(optiverse optiuser_v1_test...)", 1, true), out)
       assert.truthy(out:find("owned key closed:\ttrue", 1, true), out)
       out, ok = subprocess.run([[
         print(require("bearer.optiverse").client().http:base_url())
@@ -132,7 +133,8 @@ describe("bearer.optiverse #unit", function()
         print(ok, require("bearer").error.is(err), err.kind, err.code, err.message)
       ]], { OPTIVERSE_API_KEY = "" })
       assert.is_true(ok, out)
-      assert.truthy(out:find("false\ttrue\tconfig\tmissing_key\tno Optiverse API key: pass api_key or set OPTIVERSE_API_KEY", 1, true), out)
+      assert.truthy(out:find("false\ttrue\tconfig\tmissing_key\t"
+                             .. "no Optiverse API key: pass api_key or set OPTIVERSE_API_KEY", 1, true), out)
     end)
 
     it("takes a key string or a bearer.Key, and never closes a key it was given", function()
@@ -785,8 +787,6 @@ describe("bearer.optiverse #integration", function()
 end)
 
 describe("bearer.optiverse redaction #integration", function()
-  local emulator = require "support.emulator"
-  local optiverse = require "bearer.optiverse"
   local emu
   setup(function() emu = emulator.start() end)
   teardown(function() emu:stop() end)

@@ -225,7 +225,8 @@ describe("bearer.overten client #integration", function()
 
     it("turns a 408 that says to go async into an async resubmission with the same key", function()
       emu:fault{ path = "/api/v1/word/generate", type = "status", status = 408,
-                 body = '{"success":false,"error":"timeout","message":"Sync ceiling exceeded; retry with async: true."}' }
+                 body = '{"success":false,"error":"timeout",'
+                        .. '"message":"Sync ceiling exceeded; retry with async: true."}' }
       local task = assert(client{ max_retries = 0 }:generate("word", { prompt = "long memo" }))
       assert.equal(true, task.promoted)
       assert.equal("queued", task.status)
@@ -253,7 +254,8 @@ describe("bearer.overten client #integration", function()
 
     it("takes the task from a 408 body that names it, and returns other 408s", function()
       emu:fault{ path = "/api/v1/word/generate", type = "status", status = 408,
-                 body = '{"message":"Sync ceiling exceeded; poll the task (async).","task_id":"task_emu_running","run_id":"run_x"}' }
+                 body = '{"message":"Sync ceiling exceeded; poll the task (async).",'
+                        .. '"task_id":"task_emu_running","run_id":"run_x"}' }
       local c = client{ max_retries = 0 }
       local task = assert(c:generate("word", { prompt = "memo" }))
       assert.same({ promoted = true, status = "queued", task_id = "task_emu_running", run_id = "run_x",
@@ -452,6 +454,7 @@ describe("bearer.overten client #integration", function()
       assert.equal("not_found", err.kind)
       assert.equal("not_found", err.code)
       res, err = c:generate("word", { prompt = "resume", run_id = "run_nope" })
+      assert.is_nil(res)
       assert.equal("not_found", err.code)
     end)
 
@@ -479,6 +482,7 @@ describe("bearer.overten client #integration", function()
         assert.equal(status, err.status)
       end
       res, err = c:generate("word", { prompt = "memo #fail" })
+      assert.is_nil(res)
       assert.equal("server", err.kind)
       assert.equal("upstream_error", err.code)
     end)

@@ -64,8 +64,10 @@ describe("bearer.overten.webhook #unit", function()
 
   it("calls missing or garbled headers malformed", function()
     fails("malformed", webhook.verify{ secret = SECRET, body = BODY, timestamp = tostring(NOW), now = NOW })
-    fails("malformed", webhook.verify{ secret = SECRET, body = BODY, signature = "sha256=zz", timestamp = tostring(NOW), now = NOW })
-    fails("malformed", webhook.verify{ secret = SECRET, body = BODY, signature = "v1=abc", timestamp = "soon", now = NOW })
+    fails("malformed", webhook.verify{ secret = SECRET, body = BODY, signature = "sha256=zz",
+                                       timestamp = tostring(NOW), now = NOW })
+    fails("malformed", webhook.verify{ secret = SECRET, body = BODY, signature = "v1=abc",
+                                       timestamp = "soon", now = NOW })
   end)
 
   it("returns a decode error for a signed body that is not JSON", function()
@@ -117,11 +119,13 @@ describe("bearer.overten webhooks #integration", function()
     assert.is_true(assert(c:delete_webhook(hook.webhook_id)))
     assert.is_nil(c:webhooks()())
     local res, err = c:delete_webhook(hook.webhook_id)
+    assert.is_nil(res)
     assert.equal("not_found", err.kind)
     res, err = c:create_webhook{ url = "https://example.com/hook", events = { "run.started" } }
     assert.is_nil(res)
     assert.equal(422, err.status)
     res, err = c:create_webhook{ url = "ftp://x", events = { "run.completed" } }
+    assert.is_nil(res)
     assert.equal("invalid_argument", err.code)
   end)
 

@@ -80,7 +80,8 @@ describe("transfers #integration", function()
     local echo = res.json
     assert.truthy(echo.headers["content-type"]:find("^multipart/form%-data; boundary="))
     assert.truthy(echo.body:find('name="purpose"\r\n\r\nreference', 1, true))
-    assert.truthy(echo.body:find('name="file"; filename="data.csv"\r\nContent-Type: text/csv\r\n\r\na,b\n1,2\n', 1, true))
+    assert.truthy(echo.body:find('name="file"; filename="data.csv"\r\nContent-Type: text/csv\r\n\r\n'
+                                 .. 'a,b\n1,2\n', 1, true))
     assert.truthy(echo.body:find('filename="renamed.csv"', 1, true))
   end)
 

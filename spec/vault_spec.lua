@@ -59,11 +59,10 @@ describe("core vault #integration", function()
     assert.equal(0, #emu:requests())
     holder_b:close()
     holder_b:close()   -- a second drop is harmless
-    local k = bearer.key(emulator.OVERTEN_KEY)
     local c = core.client_new{}
     assert.has_error(function() c:perform("GET", emu.url .. "/x", {}, nil, { vault = 0 }) end)
     assert.has_error(function() c:perform("GET", emu.url .. "/x", {}, nil, { vault = "1" }) end)
-    local _, err = c:perform("GET", emu.url .. "/x", {}, nil, { vault = 99999 })
+    _, err = c:perform("GET", emu.url .. "/x", {}, nil, { vault = 99999 })
     assert.equal("vault_missing", err.code)
   end)
 end)

@@ -24,15 +24,43 @@ static int redact_is_secret_header(const char *name, size_t n) {
   return 0;
 }
 
+static int redact_hexval(unsigned char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* Length of the secret's occurrence at s[0..n), or 0. Each secret byte may
+** stand as itself or percent-encoded (%2B, %2f, ...), in any mix: that is how
+** a key with '+', '/' or '=' looks once a URL encoder put it in a query. */
+static size_t redact_match(const char *s, size_t n, bearer_secret secret) {
+  size_t p = 0;
+  for (size_t j = 0; j < secret.len; j++) {
+    unsigned char want = secret.bytes[j];
+    if (p < n && (unsigned char)s[p] == want) {
+      p++;
+    } else if (p + 2 < n && s[p] == '%') {
+      int hi = redact_hexval((unsigned char)s[p + 1]), lo = redact_hexval((unsigned char)s[p + 2]);
+      if (hi < 0 || lo < 0 || (unsigned char)(hi * 16 + lo) != want) return 0;
+      p += 3;
+    } else {
+      return 0;
+    }
+  }
+  return p;
+}
+
 /* Adds s[0..n) with each occurrence of the secret replaced. */
 static void redact_add_span(luaL_Buffer *b, const char *s, size_t n,
                             bearer_secret secret) {
   size_t klen = secret.bytes ? secret.len : 0;
   size_t i = 0;
   while (i < n) {
-    if (klen > 0 && n - i >= klen && memcmp(s + i, secret.bytes, klen) == 0) {
+    size_t m = klen > 0 ? redact_match(s + i, n - i, secret) : 0;
+    if (m > 0) {
       luaL_addstring(b, "[REDACTED]");
-      i += klen;
+      i += m;
     } else {
       luaL_addchar(b, s[i]);
       i++;

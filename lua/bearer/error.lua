@@ -7,7 +7,7 @@
 -- This file knows no API: each API module brings the parser of its own
 -- error bodies (from_response's `parse`).
 local core = require "bearer.core"
-local json = require "cjson.safe"
+local json = require "bearer.json"
 
 local M = {}
 

@@ -1,4 +1,10 @@
---- bearer.json: the one place JSON enters and leaves the SDK.
+--- bearer.json: the one place JSON enters and leaves the SDK, on
+-- lua-cjson's `cjson.safe` (decode returns nil, err instead of raising).
+--
+-- lua-cjson is a run-time dependency bearer does not carry (the rockspec
+-- lists it; Debian's lua-cjson package serves 5.1 to 5.4 and LuaJIT). When
+-- it is missing, every module that needs JSON stops here with one line
+-- saying what to install, instead of the loader's list of every path tried.
 --
 -- Debian's lua-cjson (2.1.0) has no array marker and decodes every number
 -- as a float; this file owns both gaps, so every API module decodes and
@@ -8,7 +14,16 @@
 --           where the Lua has them (5.3+);
 --   encode: a table passed through `array(t)` goes out as `[...]`, also
 --           when empty (cjson would write `{}`).
-local cjson = require "cjson.safe"
+local ok, cjson = pcall(require, "cjson.safe")
+if not ok then
+  local why = tostring(cjson)
+  if why:find("^module 'cjson%.safe' not found") then
+    local running = type(jit) == "table" and "LuaJIT" or _VERSION
+    why = ("lua-cjson is not installed for %s (Debian: apt-get install lua-cjson; "
+           .. "LuaRocks: luarocks install lua-cjson)"):format(running)
+  end
+  error("bearer: " .. why, 0)
+end
 
 local M = { null = cjson.null }
 
@@ -68,8 +83,9 @@ end
 function M.encode(v)
   local marked, changed = mark_empty(v, {})
   local text, why = cjson.encode(marked)
-  if text and changed then text = text:gsub(EMPTY_PATTERN, "[]") end
-  return text, why
+  if not text then return nil, why end
+  if changed then text = text:gsub(EMPTY_PATTERN, "[]") end
+  return text
 end
 
 -- Nulls out of objects, integral floats to integers, in place.

@@ -15,7 +15,7 @@ local client = require "bearer.client"
 local endpoint = require "bearer.endpoint"
 local endpoints = require "bearer.optiverse.endpoints"
 local errors = require "bearer.error"
-local json = require "cjson.safe"
+local json = require "bearer.json"
 local watch = require "bearer.watch"
 
 local M = {}

@@ -38,6 +38,9 @@ local CHECKS = {
     if not number_in(f.bytes, 0, 2 ^ 40, true) then return "bytes must be a byte count" end
   end,
   drop = function() end,
+  raw = function(f)
+    if type(f.bytes) ~= "string" or f.bytes == "" then return "raw needs bytes" end
+  end,
   redirect = function(f)
     f.status = f.status or 302
     if not number_in(f.status, 300, 399, true) then return "redirect status must be 3xx" end
@@ -168,6 +171,15 @@ end
 
 function APPLY.drop()
   ngx.exit(444) -- nginx closes the connection without writing anything
+end
+
+-- Writes `bytes` as they are in place of the whole response (status line
+-- and headers included) on the request's own connection, then closes it:
+-- the malformed responses a hostile server sends.
+function APPLY.raw(f)
+  local sock = assert(ngx.req.socket(true))
+  sock:send(f.bytes)
+  ngx.exit(444)
 end
 
 function APPLY.redirect(f)

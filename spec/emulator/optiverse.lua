@@ -88,6 +88,11 @@ local function new_record(start, n)
   return rec
 end
 
+-- Seconds added to ngx.now() for the poll limit. Specs that fake their
+-- clock advance it as they "sleep" (POST /_emulator/optiverse/clock), so
+-- the limit is judged on the same time line as the client's spacing.
+local skew = 0   -- reset() zeroes it, hence declared before it
+
 -- 250 meetings, one every ~2.8 days on working hours from 2025-01-06 to
 -- 2026-11-20, stored newest first.
 function M.reset()
@@ -138,11 +143,6 @@ end
 -- object (from POST /_emulator/config) starts with an empty window.
 local window = { limit = nil, hits = {} }
 
--- Seconds added to ngx.now() for the poll limit. Specs that fake their
--- clock advance it as they "sleep" (POST /_emulator/optiverse/clock), so
--- the limit is judged on the same time line as the client's spacing.
-local skew = 0
-
 function M.advance_clock(seconds)
   skew = skew + seconds
   return ngx.now() + skew
@@ -171,12 +171,13 @@ end
 -- dateFrom/dateTo are inclusive bounds on the meeting's startDate; a
 -- date-only dateTo covers that whole day.
 local function date_range(args)
-  local from, to, date_only = -math.huge, math.huge, nil
+  local from, to = -math.huge, math.huge
   if args.dateFrom ~= nil then
     from = common.parse_iso(args.dateFrom)
     if not from then return nil, "dateFrom must be an ISO 8601 date or date-time" end
   end
   if args.dateTo ~= nil then
+    local date_only
     to, date_only = common.parse_iso(args.dateTo)
     if not to then return nil, "dateTo must be an ISO 8601 date or date-time" end
     if date_only then to = to + 86399.999 end

@@ -30,7 +30,13 @@ function M.start(env)
   local url = out:match("BEARER_EMULATOR_URL=(%S+)")
   local dir = out:match("BEARER_EMULATOR_PREFIX=(%S+)")
   assert(url and dir, "emulator did not start:\n" .. out)
-  local self = setmetatable({ url = url, prefix = dir }, M)
+  return M.attach(url, dir)
+end
+
+--- Drives an emulator (or another launcher-started nginx) someone else
+-- started, at `url` with launcher prefix `prefix`; stop() stops it.
+function M.attach(url, prefix)
+  local self = setmetatable({ url = url, prefix = prefix }, M)
   self.http = bearer.client{ base_url = url, max_retries = 0 }
   return self
 end

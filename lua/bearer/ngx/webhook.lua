@@ -10,7 +10,7 @@
 -- request, 401 for a bad signature or a stale timestamp), and hands the
 -- decoded event to the handler from a timer, after the response, so a
 -- slow handler never delays Overten.
-local cjson = require "cjson.safe"
+local cjson = require "bearer.json"
 local verifier = require "bearer.overten.webhook"
 
 local M = {}
