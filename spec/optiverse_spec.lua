@@ -193,13 +193,7 @@ describe("bearer.optiverse #integration", function()
     return emu:requests("/external-api/v1/" .. (path or "list-records"))
   end
 
-  local function all_optiverse_requests()
-    local n = 0
-    for _, r in ipairs(emu:requests()) do
-      if r.path:find("^/external%-api/") then n = n + 1 end
-    end
-    return n
-  end
+  local function all_optiverse_requests() return emu:count_under("/external-api/") end
 
   local function args(r)
     local out = {}

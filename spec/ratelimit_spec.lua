@@ -101,13 +101,7 @@ describe("the limiter against the API's own count #integration", function()
     emu:config{ optiverse_poll_limit = { requests = 1, per = 1 } }
     local ov = require("bearer.optiverse").client{ api_key = emulator.OPTIVERSE_KEY,
       base_url = emu:optiverse_url(), rate_limit = { requests = 1, per = 1 } }
-    local function count()
-      local n = 0
-      for _, r in ipairs(emu:requests()) do
-        if r.path:find("^/external%-api/") then n = n + 1 end
-      end
-      return n
-    end
+    local function count() return emu:count_under("/external-api/") end
     for round = 1, 10 do
       local before = count()
       for call = 1, 3 do
