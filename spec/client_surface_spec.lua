@@ -67,6 +67,14 @@ describe("client surface #integration", function()
       local optiverse = require "bearer.optiverse"
       local op = optiverse.client{ api_key = emulator.OPTIVERSE_KEY, base_url = emu:optiverse_url() }
       assert(op:with_options{ timeout = 5 }:records_page{ limit = 1 })
+      do
+        -- a view closes nothing, and what it learns (the template cache) is the client's
+        local view <close> = op:with_options{ max_retries = 0 }
+        assert(view:templates())
+      end
+      emu:control("DELETE", "/requests")
+      assert(op:template("b7c4c322-2fd4-474b-8937-b46ff465e0af"))
+      assert.equal(0, #emu:requests())
       assert.has_error(function() op:with_options{ rate_limit = {} } end)
 
       -- a well-formed (unsigned) Firebase token: the admin view is checked

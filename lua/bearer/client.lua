@@ -220,15 +220,21 @@ end
 
 function Client:with_options(opts) return make_view(self, opts, 2) end
 
+local function no_close() end
+
 --- The with_options of an API module's client (a table whose `http` is a
 -- bearer.client): the same object seen through a view of its `http`.
--- Its close does nothing; the client it came from owns the connection.
+-- What the module writes through the view (a refreshed token, a cache)
+-- lands on the client itself. Its close does nothing; the client it came
+-- from owns the connection.
 ---@param api table
 ---@param opts table
 ---@return table
 function M.api_view(api, opts)
-  return setmetatable({ http = make_view(api.http, opts, 3), close = function() end },
-                      { __index = api })
+  local view = setmetatable({}, { __index = api, __newindex = api, __close = no_close })
+  rawset(view, "http", make_view(api.http, opts, 3))
+  rawset(view, "close", no_close)
+  return view
 end
 
 --- Frees the connection (also at GC); the key stays open (it may be
