@@ -14,7 +14,7 @@ WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 ALL_CFLAGS = $(CFLAGS) $(WARN) -std=c99 -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L
 LIBS = -lcurl -lcrypto -lpthread
 
-SRC = src/core.c src/key.c src/client.c src/crypto.c src/error.c src/redact.c src/vault.c
+SRC = src/core.c src/key.c src/client.c src/transfer.c src/engine.c src/crypto.c src/error.c src/redact.c src/vault.c
 HDR = src/bearer.h src/compat.h
 
 BUSTED ?= busted --lua=lua5.4

@@ -9,6 +9,9 @@
 #define BEARER_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <curl/curl.h>
 #include "compat.h"
 
 #define BEARER_VERSION "0.1.0"
@@ -28,19 +31,11 @@ typedef struct bearer_secret {
 
 /* {====================================================== keys (key.c) */
 
-typedef enum {
-  BEARER_SCHEME_OVERTEN,
-  BEARER_SCHEME_OPTIVERSE,
-  BEARER_SCHEME_FIREBASE,
-  BEARER_SCHEME_WEBHOOK,
-  BEARER_SCHEME_TOKEN        /* any other bearer token: only the header rules */
-} bearer_scheme;
-
 typedef struct bearer_key {
   unsigned char *secret;     /* own pages (mmap), NULL once closed */
   size_t len;                /* bytes of secret, no terminator counted */
   size_t map_len;            /* bytes mapped, a multiple of the page size */
-  bearer_scheme scheme;
+  char scheme[24];           /* the scheme's name (rules come from Lua: key.c) */
   double expires_at;         /* firebase 'exp' claim, or -1 when absent */
   char prefix[24];           /* public part shown by tostring; never secret */
 } bearer_key;
@@ -59,6 +54,102 @@ BEARER_INTERNAL bearer_secret bearer_key_secret(const bearer_key *k);
 
 BEARER_INTERNAL void bearer_client_open(lua_State *L);
 
+/* The transport settings a client hands each transfer it starts. */
+typedef struct bearer_transport {
+  long connect_timeout_ms;
+  const char *user_agent, *ca_file, *proxy;   /* owned by the client */
+} bearer_transport;
+
+/* One perform's or start's arguments, read once; the strings are anchored
+** by the Lua stack for the length of that call (libcurl copies them). */
+typedef struct bearer_request {
+  const char *method, *url, *body, *sink;
+  size_t blen;
+  long timeout_ms;
+  int with_key, trace, fresh, form, plain;
+  lua_Integer vault;
+} bearer_request;
+
+/* }====================================================== */
+
+/* {====================================================== transfers (transfer.c) */
+
+#define BEARER_TRANSFER_MT "bearer.Transfer"
+
+typedef struct bearer_buf {
+  char *p;
+  size_t n, cap;
+} bearer_buf;
+
+/* Why a libcurl callback stopped a transfer; decides the error's kind. */
+typedef enum {
+  BEARER_STOP_NONE, BEARER_STOP_TOO_LARGE, BEARER_STOP_HEAD_TOO_LARGE,
+  BEARER_STOP_NO_MEMORY, BEARER_STOP_MALFORMED, BEARER_STOP_NOT_LOOPBACK
+} bearer_stop;
+
+typedef enum { BEARER_T_BUILDING, BEARER_T_RUNNING, BEARER_T_DONE, BEARER_T_CLOSED } bearer_tstate;
+
+typedef struct bearer_engine bearer_engine;
+
+typedef struct bearer_transfer {
+  CURL *easy;               /* until completion */
+  bearer_tstate state;      /* threaded engine: written there, read atomically */
+  int consumed;             /* result() was taken */
+  int cancel;               /* close() asked a threaded engine to abort it */
+  int ref;                  /* registry anchor while a threaded engine runs it */
+  uint64_t token;           /* names it to the engine's waiting handlers */
+  bearer_engine *engine;    /* while running */
+  struct bearer_transfer *next, *prev;   /* the engine's running list */
+  CURLcode rc;
+  long status, request_size;
+  double seconds;
+  curl_off_t limit, received, sunk;      /* body bytes: cap, seen, to the sink */
+  curl_off_t dl_now, dl_total, ul_now, ul_total;   /* progress */
+  bearer_stop stop;
+  int loopback_only;        /* a credential over plain http: connect check */
+  FILE *sink;               /* a 2xx body goes here, not to memory */
+  char *sink_path;
+  int sink_errno;
+  curl_mime *form;
+  struct curl_slist *headers;   /* with the credential line: wiped on release */
+  bearer_buf body, head, trace_out, trace_in;
+  char errbuf[CURL_ERROR_SIZE];
+  bearer_key *key;          /* whose secret cred borrows (anchored), or NULL */
+  bearer_secret cred;       /* borrowed until the result is pushed */
+  size_t vault_id;          /* vault entry held, 0: none */
+} bearer_transfer;
+
+BEARER_INTERNAL void bearer_transfer_open(lua_State *L);
+BEARER_INTERNAL bearer_transfer *bearer_transfer_new(lua_State *L, int client_idx);
+BEARER_INTERNAL void bearer_transfer_headers(lua_State *L, bearer_transfer *t, int idx,
+                                             int with_key);
+BEARER_INTERNAL int bearer_transfer_credential(bearer_transfer *t, const char *prefix);
+BEARER_INTERNAL int bearer_transfer_form(lua_State *L, bearer_transfer *t, int idx);
+BEARER_INTERNAL int bearer_transfer_sink(bearer_transfer *t, const char *path);
+BEARER_INTERNAL void bearer_transfer_setup(bearer_transfer *t, const bearer_request *rq,
+                                           const bearer_transport *tp);
+BEARER_INTERNAL void bearer_transfer_complete(bearer_transfer *t, CURLcode rc);
+BEARER_INTERNAL void bearer_transfer_release(bearer_transfer *t);
+BEARER_INTERNAL int bearer_transfer_push_result(lua_State *L, bearer_transfer *t);
+BEARER_INTERNAL int bearer_header_value_ok(const char *s, size_t n);
+BEARER_INTERNAL int bearer_ip_is_loopback(const char *ip);
+
+/* }====================================================== */
+
+/* {====================================================== the engine (engine.c) */
+
+#define BEARER_ENGINE_MT "bearer.Engine"
+
+BEARER_INTERNAL void bearer_engine_open(lua_State *L);
+BEARER_INTERNAL bearer_engine *bearer_engine_push(lua_State *L);
+BEARER_INTERNAL int bearer_engine_add(lua_State *L, bearer_engine *e, bearer_transfer *t,
+                                      int idx);
+BEARER_INTERNAL int bearer_engine_done(bearer_transfer *t);
+BEARER_INTERNAL int bearer_engine_cancel(bearer_transfer *t);
+BEARER_INTERNAL void bearer_engine_detach(bearer_transfer *t);
+BEARER_INTERNAL int bearer_engine_step(bearer_engine *e, int ms);
+BEARER_INTERNAL void bearer_engine_finish(bearer_engine *e, bearer_transfer *t);
+
 /* }====================================================== */
 
 /* {====================================================== errors (error.c) */
@@ -66,9 +157,6 @@ BEARER_INTERNAL void bearer_client_open(lua_State *L);
 BEARER_INTERNAL void bearer_error_open(lua_State *L);
 /* Pushes a new error object {kind=, code=, message=}. */
 BEARER_INTERNAL void bearer_error_push(lua_State *L, const char *kind,
-                                       const char *code, const char *fmt, ...);
-/* Pushes an error object and raises it; for caller input that is wrong. */
-BEARER_INTERNAL int bearer_error_raise(lua_State *L, const char *kind,
                                        const char *code, const char *fmt, ...);
 
 /* }====================================================== */

@@ -138,6 +138,8 @@ BEARER_EXPORT int luaopen_bearer_core(lua_State *L) {
   bearer_error_open(L);
   bearer_key_open(L);
   bearer_client_open(L);
+  bearer_transfer_open(L);
+  bearer_engine_open(L);
   bearer_crypto_open(L);
   bearer_redact_open(L);
   bearer_vault_open(L);
