@@ -5,7 +5,8 @@
 -- output), one line per call on stdout:
 --   R <case> <status> <ms>          a response
 --   E <case> <kind> <code> <ms>     an error object
---   V <case> <what>                 a broken promise (a finding)
+--   X <case> <ms> <what>            the call raised (a finding)
+--   V <case> <what>                 another broken promise (a finding)
 -- Each call carries its case number in X-Fuzz-Case, which the server turns
 -- into the response it sends, so a case replays with the same seed.
 local port, first, last, timeout = tonumber(arg[1]), tonumber(arg[2]), tonumber(arg[3]),
@@ -70,7 +71,7 @@ for case = first, last do
   local ok, res, err = pcall(call, c, method, case, body)
   local ms = (monotime() - t0) * 1000
   if not ok then
-    violation(case, "request raised: " .. tostring(res))
+    out:write(("X %d %.0f %s\n"):format(case, ms, (tostring(res):gsub("[\r\n]", " "))))
   elseif res then
     check_response(case, res)
     out:write(("R %d %d %.0f\n"):format(case, res.status, ms))

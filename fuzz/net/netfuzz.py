@@ -396,6 +396,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=100000, help="calls to make")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--first", type=int, default=1, help="first case (to replay one: --first N --count 1)")
     ap.add_argument("--timeout", type=float, default=2.0, help="each call's timeout (s)")
     ap.add_argument("--max-seconds", type=float, default=1800, help="stop after this long")
     ap.add_argument("--lua", default="lua5.4")
@@ -413,10 +414,11 @@ def main():
     calls = answered = crashes = hangs = violations = 0
     kinds = collections.Counter()
     findings = []
-    case = 1
-    while case <= args.count and time.monotonic() - started < args.max_seconds:
+    case = args.first
+    last = args.first + args.count - 1
+    while case <= last and time.monotonic() - started < args.max_seconds:
         proc = subprocess.Popen([args.lua, "fuzz/net/driver.lua", str(server.port), str(case),
-                                 str(args.count), str(args.timeout)],
+                                 str(last), str(args.timeout)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         last_line = [time.monotonic()]
         lines = collections.deque()
@@ -456,6 +458,11 @@ def main():
                     if ms > (args.timeout + grace) * 1000:
                         hangs += 1
                         findings.append("hang: case %s took %.0f ms" % (f[1], ms))
+                elif f[0] == "X":
+                    calls += 1
+                    case = int(f[1]) + 1
+                    violations += 1
+                    findings.append("violation: case %s: the call raised: %s" % (f[1], " ".join(f[3:])))
                 elif f[0] == "V":
                     violations += 1
                     findings.append("violation: case %s: %s" % (f[1], " ".join(f[2:])))
