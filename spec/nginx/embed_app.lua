@@ -52,6 +52,7 @@ function M.init_phase_call()
   forked_client = client()
   local first = forked_client:get("/echo/fork-master")
   init_result.master_call = first and first.status
+  init_result.master_connection = first and first.json and first.json.connection
   bngx.configure{ allow_blocking = false }
 end
 
