@@ -9,6 +9,7 @@
 #define BEARER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <curl/curl.h>
 #include "compat.h"
@@ -100,8 +101,11 @@ typedef struct bearer_engine bearer_engine;
 
 typedef struct bearer_transfer {
   CURL *easy;               /* until completion */
-  bearer_tstate state;
+  bearer_tstate state;      /* threaded engine: written there, read atomically */
   int consumed;             /* result() was taken */
+  int cancel;               /* close() asked a threaded engine to abort it */
+  int ref;                  /* registry anchor while a threaded engine runs it */
+  uint64_t token;           /* names it to the engine's waiting handlers */
   bearer_engine *engine;    /* while running */
   struct bearer_transfer *next, *prev;   /* the engine's running list */
   CURLcode rc;
@@ -146,7 +150,10 @@ BEARER_INTERNAL int bearer_ip_is_loopback(const char *ip);
 
 BEARER_INTERNAL void bearer_engine_open(lua_State *L);
 BEARER_INTERNAL bearer_engine *bearer_engine_push(lua_State *L);
-BEARER_INTERNAL int bearer_engine_add(bearer_engine *e, bearer_transfer *t);
+BEARER_INTERNAL int bearer_engine_add(lua_State *L, bearer_engine *e, bearer_transfer *t,
+                                      int idx);
+BEARER_INTERNAL int bearer_engine_done(bearer_transfer *t);
+BEARER_INTERNAL int bearer_engine_cancel(bearer_transfer *t);
 BEARER_INTERNAL void bearer_engine_detach(bearer_transfer *t);
 BEARER_INTERNAL int bearer_engine_step(bearer_engine *e, int ms);
 BEARER_INTERNAL void bearer_engine_finish(bearer_engine *e, bearer_transfer *t);

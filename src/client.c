@@ -291,7 +291,7 @@ static bearer_transfer *client_start_transfer(lua_State *L, bearer_client *c) {
   lua_pop(L, 1);   /* the registry anchors the engine */
   bearer_transfer *t = client_prepare(L, c, &rq, limit);
   if (t == NULL) return NULL;
-  if (bearer_engine_add(e, t) != 0) {
+  if (bearer_engine_add(L, e, t, lua_gettop(L)) != 0) {
     bearer_transfer_release(t);
     return luaL_error(L, "libcurl refused a transfer (curl_multi_add_handle)"), NULL;
   }

@@ -9,10 +9,20 @@
 ** multiplexed on one connection where a server offers it over TLS. TLS
 ** sessions are shared through a share handle the engine owns.
 **
-** step() runs libcurl until something happened or the timeout passed and
-** returns; no Lua runs while libcurl is on the stack, and the engine never
-** calls Lua at all: the Lua layer (bearer.engine) decides which waiting
-** coroutine to resume by asking each transfer whether it is done.
+** Two ways to drive it:
+** - inline (plain Lua): step() runs libcurl in the caller's thread until
+**   something happened or the timeout passed; the Lua scheduler
+**   (bearer.gather) resumes the coroutines whose transfers are done.
+** - threaded (inside nginx, engine_thread()): a thread of the engine's own
+**   runs libcurl; the worker's event loop must never block, and Lua has no
+**   way to wait on a file descriptor but a cosocket, so the engine thread
+**   also serves a unix socket: a waiting handler connects (a keepalive
+**   pool makes that once per connection), sends its transfer's token as a
+**   line, and its cosocket read yields to nginx until the engine thread
+**   writes one byte when that transfer is done. No OS thread is held per
+**   call in flight, and nothing polls.
+** In neither way does Lua run while libcurl is on the stack; the engine
+** never calls Lua at all.
 **
 ** Ownership: the engine keeps a list of its running transfers (C pointers,
 ** no Lua references: a transfer nobody holds is collected and its __gc
@@ -22,11 +32,30 @@
 ** multi handle (its connections are the parent's) and fails the transfers
 ** the parent had in flight.
 */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "bearer.h"
+
+#define ENGINE_MAX_WAITERS 4096   /* cosocket connections served at once */
+
+/* One connection of a waiting handler (threaded mode), engine thread only. */
+typedef struct engine_waiter {
+  int fd;
+  uint64_t token;           /* the transfer it waits for, 0: none yet */
+  char line[24];            /* a token line being read */
+  size_t got;
+} engine_waiter;
 
 struct bearer_engine {
   CURLM *multi;
@@ -35,84 +64,37 @@ struct bearer_engine {
   int closed;
   bearer_transfer *running; /* doubly linked through t->next / t->prev */
   size_t n_running;
+  uint64_t next_token;
+  /* threaded mode: everything below the mutex guards is shared */
+  int threaded, stop;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t done_cv;   /* a transfer finished (blocking waits) */
+  bearer_transfer *queue;   /* started, not yet on the multi (guarded) */
+  int *unref;               /* refs of finished transfers (guarded) */
+  size_t n_unref, cap_unref;
+  size_t n_anchored;        /* refs taken, not yet released: worker's thread only */
+  int listen_fd;
+  char dir[96], path[128];  /* the socket's private directory and path */
+  engine_waiter *waiters;   /* engine thread only */
+  size_t n_waiters;
 };
 
 static const char engine_key = 'e';   /* registry[&engine_key]: this state's engine */
 
-/* Fails every transfer still linked, leaving their handles alone (a forked
-** child must not touch the parent's; a closing engine has cleaned them). */
-static void engine_fail_all(bearer_engine *e, CURLcode rc, int cleanup) {
-  while (e->running != NULL) {
-    bearer_transfer *t = e->running;
-    e->running = t->next;
-    t->next = t->prev = NULL;
-    t->engine = NULL;
-    if (cleanup && t->easy != NULL) {
-      curl_multi_remove_handle(e->multi, t->easy);
-      curl_easy_cleanup(t->easy);
-    }
-    t->easy = NULL;
-    bearer_transfer_complete(t, rc);
-  }
-  e->n_running = 0;
-}
+/* {====================================================== the running list */
 
-static int engine_setup(bearer_engine *e) {
-  e->multi = curl_multi_init();
-  e->share = curl_share_init();
-  e->pid = getpid();
-  if (e->multi == NULL || e->share == NULL) return -1;
-  curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-  curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-  return 0;
-}
-
-/* The engine, made fresh in a forked child. */
-static bearer_engine *engine_ready(lua_State *L, bearer_engine *e) {
-  if (e->closed) luaL_error(L, "attempt to use a closed bearer.Engine");
-  if (e->pid != getpid()) {
-    engine_fail_all(e, CURLE_ABORTED_BY_CALLBACK, 0);
-    e->multi = NULL;   /* the parent's: abandoned, by design one leak per fork */
-    e->share = NULL;
-    if (engine_setup(e) != 0) luaL_error(L, "out of memory (libcurl multi handle)");
-  }
-  return e;
-}
-
-/* Pushes this state's engine, making it on first use. */
-BEARER_INTERNAL bearer_engine *bearer_engine_push(lua_State *L) {
-  lua_pushlightuserdata(L, (void *)&engine_key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  bearer_engine *e = luaL_testudata(L, -1, BEARER_ENGINE_MT);
-  if (e != NULL && !e->closed) return engine_ready(L, e);
-  lua_pop(L, 1);
-  e = lua_newuserdatauv(L, sizeof(*e), 0);
-  memset(e, 0, sizeof(*e));
-  e->closed = 1;   /* until set up: __gc then frees halves */
-  luaL_setmetatable(L, BEARER_ENGINE_MT);
-  if (engine_setup(e) != 0) luaL_error(L, "out of memory (libcurl multi handle)");
-  e->closed = 0;
-  lua_pushlightuserdata(L, (void *)&engine_key);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, LUA_REGISTRYINDEX);
-  return e;
-}
-
-/* Starts t (its easy handle set up) on engine e; 0 or -1 (libcurl refused). */
-BEARER_INTERNAL int bearer_engine_add(bearer_engine *e, bearer_transfer *t) {
-  curl_easy_setopt(t->easy, CURLOPT_SHARE, e->share);
-  if (curl_multi_add_handle(e->multi, t->easy) != CURLM_OK) return -1;
+static void engine_link(bearer_engine *e, bearer_transfer *t) {
   t->engine = e;
   t->next = e->running;
   t->prev = NULL;
   if (e->running != NULL) e->running->prev = t;
   e->running = t;
   e->n_running++;
-  t->state = BEARER_T_RUNNING;
-  return 0;
 }
 
-/* Takes t off its engine (completion, close, __gc); idempotent. */
+/* Takes t off its engine (completion, close, __gc); idempotent. In
+** threaded mode only the engine thread gets here for a running transfer. */
 BEARER_INTERNAL void bearer_engine_detach(bearer_transfer *t) {
   bearer_engine *e = t->engine;
   if (e == NULL) return;
@@ -123,6 +105,159 @@ BEARER_INTERNAL void bearer_engine_detach(bearer_transfer *t) {
   t->next = t->prev = NULL;
   t->engine = NULL;
   e->n_running--;
+}
+
+static void engine_notify(bearer_engine *e, uint64_t token);
+
+/* t is done with rc: it gets its outcome, and in threaded mode its Lua
+** anchor is queued for release and whoever waits for it is woken. The
+** transfer's fields are read before it is marked done: after that the
+** worker's thread may free it. */
+static void engine_finished(bearer_engine *e, bearer_transfer *t, CURLcode rc) {
+  int ref = t->ref;
+  uint64_t token = t->token;
+  bearer_transfer_complete(t, rc);
+  if (!e->threaded) return;
+  pthread_mutex_lock(&e->mu);
+  if (ref > 0 && e->n_unref < e->cap_unref) e->unref[e->n_unref++] = ref;
+  pthread_cond_broadcast(&e->done_cv);
+  pthread_mutex_unlock(&e->mu);
+  engine_notify(e, token);
+}
+
+/* Fails every transfer still linked or queued, cleaning their handles up
+** or (a forked child: they are the parent's) leaving them. */
+static void engine_fail_all(bearer_engine *e, CURLcode rc, int cleanup) {
+  bearer_transfer *q = e->queue;
+  e->queue = NULL;
+  while (q != NULL) {
+    bearer_transfer *t = q;
+    q = t->next;
+    t->next = NULL;
+    engine_link(e, t);
+  }
+  while (e->running != NULL) {
+    bearer_transfer *t = e->running;
+    if (!cleanup) t->easy = NULL;
+    bearer_engine_detach(t);
+    engine_finished(e, t, rc);
+  }
+}
+
+/* }====================================================== */
+
+/* {====================================================== set-up */
+
+static int engine_setup(bearer_engine *e) {
+  e->multi = curl_multi_init();
+  e->share = curl_share_init();
+  e->pid = getpid();
+  e->threaded = 0;
+  e->listen_fd = -1;
+  if (e->multi == NULL || e->share == NULL) return -1;
+  curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  return 0;
+}
+
+/* The engine, made fresh in a forked child: the parent's multi handle,
+** its connections and its thread (which the child does not have) stay
+** the parent's; by design one small leak per fork. */
+static bearer_engine *engine_ready(lua_State *L, bearer_engine *e) {
+  if (e->closed) luaL_error(L, "attempt to use a closed bearer.Engine");
+  if (e->pid != getpid()) {
+    e->threaded = 0;
+    engine_fail_all(e, CURLE_ABORTED_BY_CALLBACK, 0);
+    e->multi = NULL;
+    e->share = NULL;
+    e->waiters = NULL;
+    e->n_waiters = 0;
+    e->unref = NULL;
+    e->n_unref = e->cap_unref = 0;
+    if (engine_setup(e) != 0) luaL_error(L, "out of memory (libcurl multi handle)");
+  }
+  return e;
+}
+
+/* Releases the anchors of transfers the engine thread finished. */
+static void engine_drain(lua_State *L, bearer_engine *e) {
+  if (!e->threaded) return;
+  int refs[256];
+  for (;;) {
+    size_t n = 0;
+    pthread_mutex_lock(&e->mu);
+    while (n < 256 && e->n_unref > 0) refs[n++] = e->unref[--e->n_unref];
+    pthread_mutex_unlock(&e->mu);
+    for (size_t i = 0; i < n; i++) luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
+    e->n_anchored -= n;
+    if (n < 256) return;
+  }
+}
+
+/* Pushes this state's engine, making it on first use. */
+BEARER_INTERNAL bearer_engine *bearer_engine_push(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&engine_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  bearer_engine *e = luaL_testudata(L, -1, BEARER_ENGINE_MT);
+  if (e != NULL && !e->closed) {
+    engine_ready(L, e);
+    engine_drain(L, e);
+    return e;
+  }
+  lua_pop(L, 1);
+  e = lua_newuserdatauv(L, sizeof(*e), 0);
+  memset(e, 0, sizeof(*e));
+  e->closed = 1;   /* until set up: __gc then frees halves */
+  e->listen_fd = -1;
+  luaL_setmetatable(L, BEARER_ENGINE_MT);
+  if (engine_setup(e) != 0) luaL_error(L, "out of memory (libcurl multi handle)");
+  e->closed = 0;
+  lua_pushlightuserdata(L, (void *)&engine_key);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+  return e;
+}
+
+/* }====================================================== */
+
+/* {====================================================== running transfers */
+
+/* Starts the transfer at idx (its easy handle set up) on engine e; 0 or
+** -1 when libcurl refused it or the unref list is full (threaded). In
+** threaded mode the transfer is anchored in the registry until the engine
+** thread has finished with it, so no collection can free it under libcurl. */
+BEARER_INTERNAL int bearer_engine_add(lua_State *L, bearer_engine *e, bearer_transfer *t,
+                                      int idx) {
+  t->token = ++e->next_token;
+  if (!e->threaded) {
+    curl_easy_setopt(t->easy, CURLOPT_SHARE, e->share);
+    if (curl_multi_add_handle(e->multi, t->easy) != CURLM_OK) return -1;
+    engine_link(e, t);
+    t->state = BEARER_T_RUNNING;
+    return 0;
+  }
+  if (e->n_anchored + 1 > e->cap_unref) {   /* room to queue every anchor */
+    size_t cap = e->cap_unref ? e->cap_unref * 2 : 1024;
+    pthread_mutex_lock(&e->mu);
+    int *u = realloc(e->unref, cap * sizeof(int));
+    if (u != NULL) {
+      e->unref = u;
+      e->cap_unref = cap;
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (u == NULL) return -1;
+  }
+  lua_pushvalue(L, idx);
+  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  e->n_anchored++;
+  t->engine = e;
+  t->state = BEARER_T_RUNNING;
+  pthread_mutex_lock(&e->mu);
+  t->next = e->queue;
+  e->queue = t;
+  pthread_mutex_unlock(&e->mu);
+  curl_multi_wakeup(e->multi);
+  return 0;
 }
 
 /* Runs libcurl once, then hands each finished transfer its outcome. */
@@ -136,15 +271,16 @@ static int engine_perform(bearer_engine *e) {
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
     CURLcode rc = m->data.result;   /* m is invalid once the handle is removed */
     if (t != NULL) {
-      bearer_transfer_complete(t, rc);
+      bearer_engine_detach(t);
+      engine_finished(e, t, rc);
       done++;
     }
   }
   return done;
 }
 
-/* Waits at most ms for activity and runs what is ready; the number of
-** transfers that finished. Never runs Lua. */
+/* Waits at most ms for activity and runs what is ready (inline mode); the
+** number of transfers that finished. Never runs Lua. */
 BEARER_INTERNAL int bearer_engine_step(bearer_engine *e, int ms) {
   int done = engine_perform(e);
   if (done > 0 || e->n_running == 0) return done;
@@ -155,11 +291,246 @@ BEARER_INTERNAL int bearer_engine_step(bearer_engine *e, int ms) {
   return engine_perform(e);
 }
 
-/* Runs the engine until t is done (a call outside any scheduler): other
-** transfers of the engine progress meanwhile. */
-BEARER_INTERNAL void bearer_engine_finish(bearer_engine *e, bearer_transfer *t) {
-  while (t->state == BEARER_T_RUNNING) bearer_engine_step(e, 1000);
+static int engine_is_done(bearer_transfer *t) {
+  return __atomic_load_n(&t->state, __ATOMIC_ACQUIRE) != BEARER_T_RUNNING;
 }
+
+/* Runs the engine until t is done (a call outside any scheduler): inline,
+** other transfers progress meanwhile; threaded, the caller blocks (nginx
+** phases that cannot yield, where the user allowed blocking). */
+BEARER_INTERNAL void bearer_engine_finish(bearer_engine *e, bearer_transfer *t) {
+  if (!e->threaded) {
+    while (t->state == BEARER_T_RUNNING) bearer_engine_step(e, 1000);
+    return;
+  }
+  pthread_mutex_lock(&e->mu);
+  while (!engine_is_done(t)) pthread_cond_wait(&e->done_cv, &e->mu);
+  pthread_mutex_unlock(&e->mu);
+}
+
+/* Whether t has finished; safe from the worker's thread while the engine
+** thread runs it. */
+BEARER_INTERNAL int bearer_engine_done(bearer_transfer *t) {
+  return engine_is_done(t);
+}
+
+/* t:close() on a running transfer: inline, taken off at once (1 returned
+** to say the caller may release); threaded, the engine thread is asked
+** to abort it (0: it is still the engine's). */
+BEARER_INTERNAL int bearer_engine_cancel(bearer_transfer *t) {
+  bearer_engine *e = t->engine;
+  if (e == NULL || !e->threaded || engine_is_done(t)) return 1;
+  __atomic_store_n(&t->cancel, 1, __ATOMIC_RELEASE);
+  curl_multi_wakeup(e->multi);
+  return 0;
+}
+
+/* }====================================================== */
+
+/* {====================================================== the engine thread */
+
+static void engine_waiter_drop(bearer_engine *e, size_t i) {
+  close(e->waiters[i].fd);
+  e->waiters[i] = e->waiters[--e->n_waiters];
+}
+
+/* Wakes the handler waiting for token, if it has said so yet. */
+static void engine_notify(bearer_engine *e, uint64_t token) {
+  for (size_t i = 0; i < e->n_waiters; i++) {
+    if (e->waiters[i].token == token) {
+      e->waiters[i].token = 0;
+      /* a failed write means the handler is gone: its read side sees EOF
+      ** and drops it, so the list never changes under a caller's loop */
+      if (write(e->waiters[i].fd, "1", 1) != 1) e->waiters[i].token = 0;
+      return;
+    }
+  }
+}
+
+/* Whether token names a transfer not finished yet (running or queued). */
+static int engine_token_pending(bearer_engine *e, uint64_t token) {
+  for (bearer_transfer *t = e->running; t != NULL; t = t->next)
+    if (t->token == token) return 1;
+  int found = 0;
+  pthread_mutex_lock(&e->mu);
+  for (bearer_transfer *t = e->queue; t != NULL && !found; t = t->next)
+    found = t->token == token;
+  pthread_mutex_unlock(&e->mu);
+  return found;
+}
+
+/* Reads what a handler sent: token lines. A token whose transfer is
+** already done is answered at once; a malformed line closes the
+** connection. Returns 0, or -1 when the waiter was dropped. */
+static int engine_waiter_read(bearer_engine *e, size_t i) {
+  if (i >= e->n_waiters) return -1;
+  engine_waiter *w = &e->waiters[i];
+  char buf[64];
+  ssize_t n = read(w->fd, buf, sizeof(buf));
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+  if (n <= 0) {
+    engine_waiter_drop(e, i);
+    return -1;
+  }
+  for (ssize_t k = 0; k < n; k++) {
+    if (buf[k] != '\n') {
+      if (w->got + 1 >= sizeof(w->line) || buf[k] < '0' || buf[k] > '9') {
+        engine_waiter_drop(e, i);
+        return -1;
+      }
+      w->line[w->got++] = buf[k];
+      continue;
+    }
+    w->line[w->got] = '\0';
+    uint64_t token = strtoull(w->line, NULL, 10);
+    w->got = 0;
+    if (token != 0 && engine_token_pending(e, token)) w->token = token;
+    else if (write(w->fd, "1", 1) != 1) w->token = 0;   /* EOF comes next */
+  }
+  return 0;
+}
+
+static void engine_accept(bearer_engine *e) {
+  for (;;) {
+    int fd = accept4(e->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    if (e->n_waiters >= ENGINE_MAX_WAITERS) {
+      close(fd);
+      continue;
+    }
+    e->waiters[e->n_waiters].fd = fd;
+    e->waiters[e->n_waiters].token = 0;
+    e->waiters[e->n_waiters].got = 0;
+    e->n_waiters++;
+  }
+}
+
+/* Moves started transfers onto the multi handle and aborts cancelled ones. */
+static int engine_take_queue(bearer_engine *e) {
+  pthread_mutex_lock(&e->mu);
+  bearer_transfer *q = e->queue;
+  e->queue = NULL;
+  int stop = e->stop;
+  pthread_mutex_unlock(&e->mu);
+  while (q != NULL) {
+    bearer_transfer *t = q;
+    q = t->next;
+    t->next = NULL;
+    engine_link(e, t);
+    curl_easy_setopt(t->easy, CURLOPT_SHARE, e->share);   /* the share is this thread's */
+    if (curl_multi_add_handle(e->multi, t->easy) != CURLM_OK) {
+      bearer_engine_detach(t);
+      engine_finished(e, t, CURLE_FAILED_INIT);
+    }
+  }
+  for (bearer_transfer *t = e->running, *next; t != NULL; t = next) {
+    next = t->next;
+    if (__atomic_load_n(&t->cancel, __ATOMIC_ACQUIRE)) {
+      bearer_engine_detach(t);
+      engine_finished(e, t, CURLE_ABORTED_BY_CALLBACK);
+    }
+  }
+  return stop;
+}
+
+static void *engine_thread_main(void *ud) {
+  bearer_engine *e = ud;
+  struct curl_waitfd *fds = malloc((ENGINE_MAX_WAITERS + 1) * sizeof(*fds));
+  if (fds == NULL) return NULL;
+  for (;;) {
+    size_t nfds = 0;
+    fds[nfds].fd = e->listen_fd;
+    fds[nfds].events = CURL_WAIT_POLLIN;
+    fds[nfds++].revents = 0;
+    for (size_t i = 0; i < e->n_waiters; i++) {
+      fds[nfds].fd = e->waiters[i].fd;
+      fds[nfds].events = CURL_WAIT_POLLIN;
+      fds[nfds++].revents = 0;
+    }
+    curl_multi_poll(e->multi, fds, (unsigned)nfds, 1000, NULL);
+    if (engine_take_queue(e)) break;
+    /* fds[k] is waiter k - 1 as polled: only a read drops a waiter (the
+    ** last moves into its slot), so walking down keeps the rest in place */
+    for (size_t k = nfds; k-- > 1;)
+      if (fds[k].revents) engine_waiter_read(e, k - 1);
+    if (fds[0].revents) engine_accept(e);
+    engine_perform(e);
+  }
+  free(fds);
+  return NULL;
+}
+
+/* core.engine_thread() -> socket path: this state's engine runs in a
+** thread of its own from now on (nginx workers), serving waiting handlers
+** on a unix socket in a private directory; the same path on later calls in
+** this process. Must come before the state's first transfer. */
+static int engine_thread_lua(lua_State *L) {
+  bearer_engine *e = bearer_engine_push(L);
+  if (e->threaded) {
+    lua_pushstring(L, e->path);
+    return 1;
+  }
+  if (e->n_running > 0)
+    return luaL_error(L, "engine_thread: transfers are already running inline");
+  const char *tmp = getenv("TMPDIR");
+  snprintf(e->dir, sizeof(e->dir), "%s/bearer-engine-XXXXXX",
+           tmp != NULL && *tmp && strlen(tmp) < 60 ? tmp : "/tmp");
+  if (mkdtemp(e->dir) == NULL) return luaL_error(L, "engine_thread: mkdtemp: %s", strerror(errno));
+  snprintf(e->path, sizeof(e->path), "%s/engine.sock", e->dir);
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, e->path, strlen(e->path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 1024) != 0) {
+    int err = errno;
+    if (fd >= 0) close(fd);
+    rmdir(e->dir);
+    return luaL_error(L, "engine_thread: unix socket %s: %s", e->path, strerror(err));
+  }
+  e->waiters = calloc(ENGINE_MAX_WAITERS, sizeof(*e->waiters));
+  if (e->waiters == NULL) {
+    close(fd);
+    unlink(e->path);
+    rmdir(e->dir);
+    return luaL_error(L, "out of memory");
+  }
+  e->listen_fd = fd;
+  pthread_mutex_init(&e->mu, NULL);
+  pthread_cond_init(&e->done_cv, NULL);
+  e->stop = 0;
+  e->threaded = 1;
+  if (pthread_create(&e->thread, NULL, engine_thread_main, e) != 0) {
+    e->threaded = 0;
+    return luaL_error(L, "engine_thread: pthread_create failed");
+  }
+  lua_pushstring(L, e->path);
+  return 1;
+}
+
+/* Stops the engine thread (ours, not a forked parent's) and closes its
+** socket; transfers still running are failed after. */
+static void engine_stop_thread(bearer_engine *e) {
+  if (!e->threaded) return;
+  if (e->pid == getpid()) {
+    pthread_mutex_lock(&e->mu);
+    e->stop = 1;
+    pthread_mutex_unlock(&e->mu);
+    curl_multi_wakeup(e->multi);
+    pthread_join(e->thread, NULL);
+    while (e->n_waiters > 0) engine_waiter_drop(e, e->n_waiters - 1);
+    close(e->listen_fd);
+    unlink(e->path);
+    rmdir(e->dir);
+  }
+  e->listen_fd = -1;
+  free(e->waiters);
+  e->waiters = NULL;
+}
+
+/* }====================================================== */
+
+/* {====================================================== Lua methods */
 
 static bearer_engine *engine_check(lua_State *L) {
   return engine_ready(L, luaL_checkudata(L, 1, BEARER_ENGINE_MT));
@@ -173,12 +544,15 @@ static int engine_get(lua_State *L) {
 
 /* e:step([seconds]) -> finished, running: waits at most seconds (default
 ** 0: no wait) for activity, runs what is ready, and says how many transfers
-** finished and how many are still running. */
+** finished and how many are still running. Threaded, the engine thread
+** does the running: step only releases finished transfers' anchors. */
 static int engine_step_lua(lua_State *L) {
   bearer_engine *e = engine_check(L);
   lua_Number s = luaL_optnumber(L, 2, 0);
   luaL_argcheck(L, s >= 0 && s <= 86400, 2, "seconds between 0 and 86400 expected");
-  int done = bearer_engine_step(e, (int)(s * 1000.0 + 0.5));
+  int done = 0;
+  if (e->threaded) engine_drain(L, e);
+  else done = bearer_engine_step(e, (int)(s * 1000.0 + 0.5));
   lua_pushinteger(L, done);
   lua_pushinteger(L, (lua_Integer)e->n_running);
   return 2;
@@ -193,9 +567,19 @@ static int engine_running(lua_State *L) {
 static int engine_gc(lua_State *L) {
   bearer_engine *e = luaL_checkudata(L, 1, BEARER_ENGINE_MT);
   int ours = e->pid == getpid();
+  engine_stop_thread(e);
+  int threaded = e->threaded;
+  e->threaded = 0;   /* from here on this thread alone */
   if (e->multi != NULL) engine_fail_all(e, CURLE_ABORTED_BY_CALLBACK, ours);
   if (ours && e->multi != NULL) curl_multi_cleanup(e->multi);
   if (ours && e->share != NULL) curl_share_cleanup(e->share);
+  if (threaded && ours) {
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->done_cv);
+  }
+  free(e->unref);
+  e->unref = NULL;
+  e->n_unref = e->cap_unref = 0;
   e->multi = NULL;
   e->share = NULL;
   e->closed = 1;
@@ -205,9 +589,12 @@ static int engine_gc(lua_State *L) {
 static int engine_tostring(lua_State *L) {
   bearer_engine *e = luaL_checkudata(L, 1, BEARER_ENGINE_MT);
   if (e->closed) lua_pushliteral(L, "bearer.Engine(closed)");
-  else lua_pushfstring(L, "bearer.Engine(%d running)", (int)e->n_running);
+  else lua_pushfstring(L, "bearer.Engine(%s, %d running)", e->threaded ? "threaded" : "inline",
+                       (int)e->n_running);
   return 1;
 }
+
+/* }====================================================== */
 
 static const luaL_Reg engine_methods[] = {
   {"step", engine_step_lua},
@@ -221,12 +608,17 @@ static const luaL_Reg engine_meta[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg engine_functions[] = {
+  {"engine", engine_get},
+  {"engine_thread", engine_thread_lua},
+  {NULL, NULL}
+};
+
 BEARER_INTERNAL void bearer_engine_open(lua_State *L) {
   luaL_newmetatable(L, BEARER_ENGINE_MT);
   luaL_setfuncs(L, engine_meta, 0);
   luaL_newlib(L, engine_methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  lua_pushcfunction(L, engine_get);
-  lua_setfield(L, -2, "engine");
+  luaL_setfuncs(L, engine_functions, 0);
 }

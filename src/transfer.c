@@ -473,12 +473,16 @@ BEARER_INTERNAL void bearer_transfer_complete(bearer_transfer *t, CURLcode rc) {
     curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &t->request_size);
     curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME, &t->seconds);
   }
-  t->state = BEARER_T_DONE;
   bearer_transfer_release(t);
+  /* last: a threaded engine's worker may take the result from here on */
+  __atomic_store_n(&t->state, BEARER_T_DONE, __ATOMIC_RELEASE);
 }
 
 static int transfer_gc(lua_State *L) {
   bearer_transfer *t = luaL_checkudata(L, 1, BEARER_TRANSFER_MT);
+  if (t->state == BEARER_T_CLOSED) return 0;
+  if (t->state == BEARER_T_RUNNING && !bearer_engine_cancel(t))
+    return 0;   /* a threaded engine aborts it; it is freed once done */
   bearer_transfer_release(t);
   transfer_release_cred(t);
   transfer_buf_free(&t->body);
@@ -706,7 +710,7 @@ static bearer_transfer *transfer_check(lua_State *L) {
 
 /* t:done() -> whether the transfer has completed (its result is ready) */
 static int transfer_done(lua_State *L) {
-  lua_pushboolean(L, transfer_check(L)->state == BEARER_T_DONE);
+  lua_pushboolean(L, bearer_engine_done(transfer_check(L)));
   return 1;
 }
 
@@ -714,7 +718,7 @@ static int transfer_done(lua_State *L) {
 ** with the transfer (close or __gc). */
 static int transfer_result(lua_State *L) {
   bearer_transfer *t = transfer_check(L);
-  if (t->state != BEARER_T_DONE)
+  if (!bearer_engine_done(t) || t->state != BEARER_T_DONE)
     return luaL_error(L, "bearer.Transfer: result() before the transfer is done");
   if (t->consumed) return luaL_error(L, "bearer.Transfer: result() was already taken");
   t->consumed = 1;
@@ -734,6 +738,13 @@ static int transfer_progress(lua_State *L) {
   return 4;
 }
 
+/* t:token() -> the number that names this transfer to a threaded engine's
+** waiting handlers (bearer.ngx sends it as a line on the engine socket). */
+static int transfer_token(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)transfer_check(L)->token);
+  return 1;
+}
+
 static int transfer_tostring(lua_State *L) {
   bearer_transfer *t = luaL_checkudata(L, 1, BEARER_TRANSFER_MT);
   static const char *const names[] = { "building", "running", "done", "closed" };
@@ -747,6 +758,7 @@ static const luaL_Reg transfer_methods[] = {
   {"done", transfer_done},
   {"result", transfer_result},
   {"progress", transfer_progress},
+  {"token", transfer_token},
   {"close", transfer_gc},
   {NULL, NULL}
 };
