@@ -3,6 +3,8 @@
 --   verify N        N x client:get("/api/v1/verify"), decoded (res.json.valid checked)
 --   pages P         P passes over the 100 list-records pages: client:get with a query,
 --                   decoded, every record walked, pagination.hasMore followed
+--   decode P       the floor under `pages`: the 100 bodies fetched once, then P passes of
+--                   lua-cjson's decode alone over them (the same walk, no transfer)
 --   gather N R      R rounds of N calls to /api/v1/slow (50 ms) at once: bearer.gather when
 --                   the module has it, else the engine driven directly (client:start +
 --                   engine:step); the RESULT line says which (via=)
@@ -92,6 +94,25 @@ elseif mode == "pages" then
       offset = offset + 100
     end
   end
+  if records ~= n * 10000 then fail("records: " .. records) end
+elseif mode == "decode" then
+  local bodies = {}
+  for i = 1, 100 do
+    local res, err = c:get("/external-api/v1/list-records", { query = { limit = 100, offset = (i - 1) * 100 } })
+    if not res then fail(err); break end
+    bodies[i] = res.body
+  end
+  t0 = core.monotime()
+  local records = 0
+  for _ = 1, n do
+    for i = 1, #bodies do
+      local doc = json.decode(bodies[i])
+      for _, rec in ipairs(doc.data) do
+        if type(rec.recordId) == "string" then records = records + 1 end
+      end
+    end
+  end
+  units = n * #bodies
   if records ~= n * 10000 then fail("records: " .. records) end
 elseif mode == "gather" then
   for _ = 1, rounds do slow_round() end
