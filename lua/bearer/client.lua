@@ -271,14 +271,14 @@ local function may_retry(res, err, idempotent, statuses)
 end
 
 -- The transfer options of a call that sets none of its own, one table per
--- (trace, fresh_connect) for the client's life: C reads them during the
--- call and keeps no reference.
+-- (trace, fresh_connect), kept while the client's tracing stays as it
+-- was: C reads them during the call and keeps no reference.
 local function shared_perform_opts(st, fresh)
+  local traced = st.log ~= nil
   local cache = st.perform_opts
-  if not cache then
-    local trace = st.log ~= nil
-    cache = { [true] = { trace = trace, fresh_connect = true },
-              [false] = { trace = trace, fresh_connect = false } }
+  if not cache or cache.traced ~= traced then
+    cache = { traced = traced, [true] = { trace = traced, fresh_connect = true },
+              [false] = { trace = traced, fresh_connect = false } }
     st.perform_opts = cache
   end
   return cache[fresh]
