@@ -24,16 +24,8 @@ files["examples/nginx/"] = nginx()
 -- answer) share one signature each, used or not.
 files["spec/emulator/"] = nginx{ ignore = { "212/req", "212/key", "212/f" } }
 
--- These two ask `type(ngx) == "table"` to tell whether they run inside
--- nginx, and hand the work to bearer.ngx when they do.
-files["lua/bearer/client.lua"] = nginx()
-files["lua/bearer/optiverse/watch.lua"] = nginx{
-  -- `not (max_backoff >= interval)` on purpose: a NaN must fail the check
-  -- too, and `max_backoff < interval` would let it through.
-  ignore = { "581" },
-}
-
--- Two lines over 120 columns, left for the lua/ rewrite (issue 10).
-files["lua/bearer/overten.lua"] = { max_line_length = 130 }
+-- The host selection asks `type(ngx) == "table"` to tell whether it runs
+-- inside nginx, and hands the work to bearer.ngx when it does.
+files["lua/bearer/host.lua"] = nginx()
 
 files["spec/"] = { std = "+busted" }

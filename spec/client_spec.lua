@@ -201,15 +201,15 @@ describe("bearer.client #integration", function()
     end)
 
     it("keeps its key anchored whatever happens to its settings table", function()
-      local c = client()
+      -- the C handle under the client: its Lua-side table emptied
+      local c = core.client_new{ key = bearer.key(KEY) }
       local st = core.client_state(c)
       for k in pairs(st) do st[k] = nil end
-      st.base_url, st.max_retries, st.headers = emu.url, 0, {}
-      st.clock, st.sleep = core.now, function() end
       collectgarbage()
       collectgarbage()
       assert.equal(KEY, c:key():reveal())
-      assert.equal("Bearer " .. KEY, assert(c:get("/echo/a")).json.headers.authorization)
+      local res = assert(c:perform("GET", emu.url .. "/echo/a", {}, nil, {}))
+      assert.equal("Bearer " .. KEY, require("cjson").decode(res.body).headers.authorization)
     end)
 
     it("keeps a URL's query out of error paths and foreign trace lines", function()
@@ -508,9 +508,17 @@ describe("bearer.client #integration", function()
       assert.has_error(function() c:request("GET", nil) end)
       assert.has_error(function() c:request("GET", "/x", { nope = 1 }) end)
       assert.has_error(function() c:request("G T", "/x") end)
+      -- a bad method name is the caller's argument, not an internal error
+      for _, m in ipairs{ "G T", "", "GET\r\nX: y", "G(" } do
+        local called, msg = pcall(c.request, c, m, "/x")
+        assert.is_false(called)
+        assert.truthy(tostring(msg):find("bad argument #1 to 'request' (HTTP method expected", 1, true),
+                      tostring(msg))
+      end
       assert.has_error(function() c:get("/x", { json = { f = function() end } }) end)
-      assert.has_error(function() c:perform("GET", emu.url, {}, nil, { max_bytes = math.huge }) end)
-      assert.has_error(function() c:perform("GET", emu.url, {}, nil, { max_bytes = 0 / 0 }) end)
+      local h = core.client_new{}   -- the C transfer under every client
+      assert.has_error(function() h:perform("GET", emu.url, {}, nil, { max_bytes = math.huge }) end)
+      assert.has_error(function() h:perform("GET", emu.url, {}, nil, { max_bytes = 0 / 0 }) end)
     end)
 
     it("shows the key's prefix only", function()

@@ -5,10 +5,14 @@ local function response(status, body, headers)
   return { status = status, body = body or "", headers = headers or {} }
 end
 
-local function parse(status, body, headers)
+-- `parser`: an API module's reader of its error bodies (they live with
+-- the modules; bearer.error knows the generic conventions only).
+local function parse(status, body, headers, parser)
   return errors.from_response(response(status, body, headers),
-                              function(s) return s end, 1000)
+                              function(s) return s end, 1000, parser)
 end
+local overten = require("bearer.overten").parse_error
+local optiverse = require("bearer.optiverse").parse_error
 
 describe("bearer.error #unit", function()
   it("maps every documented status to its kind", function()
@@ -27,13 +31,14 @@ describe("bearer.error #unit", function()
 
   it("reads Overten's envelope", function()
     local err = parse(401, '{"success":false,"error":"invalid_api_key","message":"Invalid API key."}',
-                      { ["x-request-id"] = "req_7" })
+                      { ["x-request-id"] = "req_7" }, overten)
     assert.equal("auth", err.kind)
     assert.equal("invalid_api_key", err.code)
     assert.equal("Invalid API key.", err.message)
     assert.equal(401, err.status)
     assert.equal("req_7", err.request_id)
-    local pre = parse(400, '{"success":false,"error":"preflight_failed","message":"m","missing":["images"]}')
+    local pre = parse(400, '{"success":false,"error":"preflight_failed","message":"m","missing":["images"]}',
+                      nil, overten)
     assert.equal("preflight_failed", pre.code)
     assert.same({ "images" }, pre.missing)
   end)
@@ -44,7 +49,7 @@ describe("bearer.error #unit", function()
       '{"code":"AUTH002","message":"Invalid API key"}',
       '{"success":false,"error":"AUTH002","message":"Invalid API key"}',
     } do
-      local err = parse(401, body, { ["request-id"] = "r1" })
+      local err = parse(401, body, { ["request-id"] = "r1" }, optiverse)
       assert.equal("AUTH002", err.code)
       assert.equal("Invalid API key", err.message)
       assert.equal("r1", err.request_id)
@@ -53,12 +58,12 @@ describe("bearer.error #unit", function()
 
   it("makes FastAPI detail lists readable", function()
     local err = parse(422, '{"detail":[{"loc":["body","prompt"],"msg":"field required","type":"missing"},'
-                        .. '{"loc":["query","limit"],"msg":"must be <= 100","type":"le"}]}')
+                        .. '{"loc":["query","limit"],"msg":"must be <= 100","type":"le"}]}', nil, overten)
     assert.equal("validation", err.kind)
     assert.equal("http_422", err.code)
     assert.equal("body.prompt: field required; query.limit: must be <= 100", err.message)
     assert.equal(2, #err.details)
-    assert.equal("not allowed", parse(403, '{"detail":"not allowed"}').message)
+    assert.equal("not allowed", parse(403, '{"detail":"not allowed"}', nil, overten).message)
   end)
 
   it("redacts what the server echoes, in every field", function()
@@ -66,7 +71,7 @@ describe("bearer.error #unit", function()
     local redact = function(s) return (s:gsub(secret, "[REDACTED]")) end
     local err = errors.from_response({ status = 422, headers = {}, body = '{"detail":[{"loc":["header",'
       .. '"authorization"],"msg":"bad","input":"Bearer ' .. secret .. '"}],"missing":["' .. secret .. '"]}' },
-      redact, 0)
+      redact, 0, overten)
     assert.equal("Bearer [REDACTED]", err.details[1].input)
     assert.equal("[REDACTED]", err.missing[1])
     assert.is_nil(err.body:find(secret, 1, true))
@@ -88,6 +93,47 @@ describe("bearer.error #unit", function()
     assert.equal(30, t.retry_after)
     assert.equal(0, parse(503, "", { ["retry-after"] = "Thu, 01 Jan 1970 00:00:10 GMT" }).retry_after)
     assert.is_nil(parse(503, "", { ["retry-after"] = "soon" }).retry_after)
+  end)
+
+  it("takes only digits or an HTTP date for Retry-After", function()
+    for _, v in ipairs{ "0x10", "3.7", "1e1", "-5", "+5", "5s", "", " " } do
+      assert.is_nil(parse(503, "", { ["retry-after"] = v }).retry_after, v)
+    end
+    assert.equal(12, parse(503, "", { ["retry-after"] = " 12 " }).retry_after)
+  end)
+
+  it("reads the generic conventions without an API's parser", function()
+    local err = parse(400, '{"error":"bad_thing","message":"it was bad"}')
+    assert.same({ "bad_thing", "it was bad" }, { err.code, err.message })
+    err = parse(400, '{"code":"E1","message":"m","detail":[{"msg":"x"}]}')
+    assert.same({ "E1", "m" }, { err.code, err.message })
+    assert.is_nil(err.details)   -- FastAPI's list is Overten's parser's business
+  end)
+
+  it("raises argument errors for caller mistakes", function()
+    for _, call in ipairs{
+      { "kind_for_status", function() return errors.kind_for_status("404") end },
+      { "kind_for_status", function() return errors.kind_for_status(nil) end },
+      { "kind_for_status", function() return errors.kind_for_status(404.5) end },
+      { "from_response", function() return errors.from_response(nil) end },
+      { "from_response", function() return errors.from_response({ status = "500" }) end },
+      { "from_response", function() return errors.from_response({ status = 500, body = 5 }) end },
+      { "from_response", function() return errors.from_response(response(500), "redact") end },
+      { "from_response", function() return errors.from_response(response(500), nil, "now") end },
+    } do
+      local ok, msg = pcall(call[2])
+      assert.is_false(ok)
+      assert.truthy(tostring(msg):find("bad argument #%d to '" .. call[1] .. "'"), tostring(msg))
+    end
+    -- without redact and now: nothing hidden, dates against the wall clock
+    assert.equal("server", errors.from_response(response(500)).kind)
+  end)
+
+  it("concatenates with strings on either side", function()
+    local err = errors.new{ kind = "config", code = "c", message = "m" }
+    assert.equal("failed: bearer: config error: c: m", "failed: " .. err)
+    assert.equal("bearer: config error: c: m (at start)", err .. " (at start)")
+    assert.equal(tostring(err) .. tostring(err), err .. err)
   end)
 
   it("prints one readable line", function()

@@ -45,6 +45,37 @@ describe("bearer.key #unit", function()
     assert.equal("overten", bearer.key(OVERTEN, { scheme = "overten" }):scheme())
   end)
 
+  it("takes schemes as data: C knows none by name, a new API registers its own", function()
+    -- C checks the rule it is handed; a name means nothing to it
+    assert.has_error(function() core.key_new(OVERTEN, { scheme = "overten" }) end)
+    local rule = { name = "acme", prefix = "acme_", alphabet = "alnum", length = 8,
+                   expect = "'acme_' followed by exactly 8 letters or digits" }
+    assert.equal("acme", core.key_new("acme_abcd1234", { scheme = rule }):scheme())
+    -- a third API: its rule registered, detected by its prefix, no C change
+    assert.has_error(function() bearer.key("acme_abcd1234", { scheme = "acme" }) end)
+    bearer.key.register(rule)
+    assert.equal("acme", bearer.key("acme_abcd1234"):scheme())
+    assert.equal("bearer.Key(acme acme_...)", tostring(bearer.key("acme_abcd1234")))
+    local ok, err = pcall(bearer.key, "acme_short", { scheme = "acme" })
+    assert.is_false(ok)
+    assert.equal("invalid acme key: expected 'acme_' followed by exactly 8 letters or digits "
+                 .. "(got 10 characters)", err.message)
+    for _, bad in ipairs{ {}, { name = "token" }, { name = "x y" }, { name = "x", alphabet = "emoji" },
+                          { name = "x", length = 0 }, { name = "x", prefix = string.rep("p", 30) } } do
+      assert.has_error(function() bearer.key.register(bad) end)
+    end
+  end)
+
+  it("finds an API's scheme by name before its module is loaded", function()
+    local out, ok = subprocess.run(([[
+      local bearer = require "bearer"
+      assert(not package.loaded["bearer.overten"] and not package.loaded["bearer.optiverse"])
+      print(bearer.key(%q, { scheme = "overten" }):scheme(), bearer.key(%q):scheme())
+    ]]):format(OVERTEN, OPTIVERSE))
+    assert.is_true(ok, out)
+    assert.truthy(out:find("overten\toptiverse", 1, true), out)
+  end)
+
   it("refuses secrets that break their scheme, without echoing them", function()
     local bad = {
       { "sk_live_0123456789abcdefABCDEF01234", "overten" },     -- 27 characters

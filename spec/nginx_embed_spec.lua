@@ -157,7 +157,7 @@ describe("bearer inside nginx #integration", function()
     end
     local function signed(body, ts)
       ts = tostring(ts or math.floor(core.now()))
-      return { ["X-Overten-Signature"] = core.webhook_sign(WEBHOOK_SECRET, ts, body),
+      return { ["X-Overten-Signature"] = require("bearer.overten.webhook").signature(WEBHOOK_SECRET, ts, body),
                ["X-Overten-Timestamp"] = ts, ["Content-Type"] = "application/json" }
     end
 
@@ -184,6 +184,33 @@ describe("bearer inside nginx #integration", function()
       end, "the emulator's delivery")
       assert.equal("run.completed", events.event)
       assert.equal(t.run_id, events.run_id)
+    end)
+
+    -- Two X-Overten-Signature lines (a secret being rotated), only the
+    -- second valid: nginx hands the receiver a list, which the one verifier
+    -- (overten.webhook.verify) joins. Sent by curl: a client header table
+    -- cannot hold one name twice.
+    it("accepts two signature header lines when one of them is valid", function()
+      local body = '{"event":"run.completed","run_id":"run_embed_two"}'
+      local h = signed(body)
+      local function deliver(first, second)
+        local cmd = ("curl -s -o /dev/null -w '%%{http_code}' -X POST --data-binary %q "
+                     .. "-H 'Content-Type: application/json' -H 'X-Overten-Timestamp: %s' "
+                     .. "-H 'X-Overten-Signature: %s' -H 'X-Overten-Signature: %s' %s/webhook")
+                    :format(body, h["X-Overten-Timestamp"], first, second, one.url)
+        local p = io.popen(cmd)
+        local code = p:read("a")
+        p:close()
+        return code
+      end
+      local wrong = "sha256=" .. string.rep("0", 64)
+      assert.equal("200", deliver(wrong, h["X-Overten-Signature"]))
+      assert.equal("401", deliver(wrong, wrong))
+      wait_for(function()
+        for _, e in ipairs(get_json(one, "/app/webhook-events").events) do
+          if e.run_id == "run_embed_two" then return e end
+        end
+      end, "the handler of the two-line delivery")
     end)
 
     it("rejects tampered, stale and malformed deliveries", function()

@@ -94,7 +94,7 @@ describe("examples/nginx #integration", function()
   it("receives Overten webhooks", function()
     local body = '{"event":"run.completed","run_id":"run_ex_1"}'
     local ts = tostring(math.floor(core.now()))
-    local headers = { ["X-Overten-Signature"] = core.webhook_sign(WEBHOOK_SECRET, ts, body),
+    local headers = { ["X-Overten-Signature"] = require("bearer.overten.webhook").signature(WEBHOOK_SECRET, ts, body),
                       ["X-Overten-Timestamp"] = ts, ["Content-Type"] = "application/json" }
     assert.equal(200, assert(server.http:post("/webhooks/overten", { body = body, headers = headers })).status)
     local _, err = server.http:post("/webhooks/overten", { body = body .. "x", headers = headers })

@@ -1,5 +1,4 @@
 local bearer = require "bearer"
-local core = require "bearer.core"
 local errors = require "bearer.error"
 local optiverse = require "bearer.optiverse"
 local emulator = require "support.emulator"
@@ -24,6 +23,15 @@ describe("bearer.optiverse #unit", function()
       assert.equal(951782400, optiverse.parse_time("2000-02-29"))
       assert.equal(0, optiverse.parse_time("1970-01-01T00:00:00Z"))
       assert.equal("2025-01-14T10:00:00Z", optiverse.format_time(1736848800))
+    end)
+
+    it("formats only times it can, with an argument error otherwise", function()
+      for _, t in ipairs{ math.huge, -math.huge, 0 / 0, 1e300, "1736848800", nil } do
+        local ok, msg = pcall(optiverse.format_time, t)
+        assert.is_false(ok)
+        assert.truthy(tostring(msg):find("bad argument #1 to 'format_time'", 1, true), tostring(msg))
+      end
+      assert.equal("9999-12-31T23:59:59Z", optiverse.format_time(253402300799))
     end)
 
     it("refuses other forms and out-of-range fields", function()
@@ -102,9 +110,8 @@ describe("bearer.optiverse #unit", function()
     it("reads OPTIVERSE_API_KEY and OPTIVERSE_BASE_URL, with the documented default", function()
       local out, ok = subprocess.run([[
         local optiverse = require "bearer.optiverse"
-        local st = require("bearer.core").client_state
         local ov = optiverse.client()
-        print(st(ov.http).base_url, ov:key():scheme(), tostring(ov:key()))
+        print(ov.http:base_url(), ov:key():scheme(), tostring(ov:key()))
         local key = ov:key()
         ov:close()
         print("owned key closed:", key:is_closed())
@@ -114,8 +121,7 @@ describe("bearer.optiverse #unit", function()
                              .. "bearer.Key(optiverse optiuser_v1_test...)", 1, true), out)
       assert.truthy(out:find("owned key closed:\ttrue", 1, true), out)
       out, ok = subprocess.run([[
-        local st = require("bearer.core").client_state
-        print(st(require("bearer.optiverse").client().http).base_url)
+        print(require("bearer.optiverse").client().http:base_url())
       ]], { OPTIVERSE_API_KEY = KEY, OPTIVERSE_BASE_URL = "http://127.0.0.1:9/external-api" })
       assert.is_true(ok, out)
       assert.truthy(out:find("http://127.0.0.1:9/external-api", 1, true), out)
@@ -187,13 +193,7 @@ describe("bearer.optiverse #integration", function()
     return emu:requests("/external-api/v1/" .. (path or "list-records"))
   end
 
-  local function all_optiverse_requests()
-    local n = 0
-    for _, r in ipairs(emu:requests()) do
-      if r.path:find("^/external%-api/") then n = n + 1 end
-    end
-    return n
-  end
+  local function all_optiverse_requests() return emu:count_under("/external-api/") end
 
   local function args(r)
     local out = {}
@@ -300,7 +300,7 @@ describe("bearer.optiverse #integration", function()
         end,
       }
       local recs = collect(ov:records())
-      assert.same({ 180, 180 }, slept)
+      assert.same({ 181, 181 }, slept)    -- per plus the limiter's 1 s margin
       local seen, seeded = {}, {}
       for _, r in ipairs(recs) do
         assert.is_nil(seen[r.recordId], "yielded twice: " .. r.recordId)
@@ -549,7 +549,7 @@ describe("bearer.optiverse #integration", function()
       assert(ov:templates())
       assert(ov:records_page{ limit = 1 })
       assert(ov:summaries_page{ protocolId = MINUTES })
-      assert.same({ 180, 180 }, slept)
+      assert.same({ 181, 181 }, slept)    -- per plus the limiter's 1 s margin
       assert.equal(3, all_optiverse_requests())
     end)
 
@@ -653,7 +653,12 @@ describe("bearer.optiverse #integration", function()
       -- a failure's wait counts from the failed request's start
       assert.same({ 180, 360, 720 }, slept)
       assert.equal(4, #requests())          -- the client's own retries stayed off
-      assert.equal(2, core.client_state(ov.http).max_retries)
+      -- and the client keeps its own two retries for other calls
+      for _ = 1, 2 do
+        emu:fault{ path = "/external-api/v1/list-records", type = "status", status = 503 }
+      end
+      assert(ov:records_page{ limit = 1 })
+      assert.equal(7, #requests())
     end)
 
     it("backs off while the API cannot be reached", function()

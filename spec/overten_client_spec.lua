@@ -41,7 +41,7 @@ describe("bearer.overten client #unit", function()
     assert.is_false(ok)
     assert.is_true(bearer.error.is(err))
     assert.equal("config", err.kind)
-    assert.equal("missing_api_key", err.code)
+    assert.equal("missing_key", err.code)   -- the same code as Optiverse's
   end)
 
   it("raises for caller mistakes", function()

@@ -31,19 +31,11 @@ typedef struct bearer_secret {
 
 /* {====================================================== keys (key.c) */
 
-typedef enum {
-  BEARER_SCHEME_OVERTEN,
-  BEARER_SCHEME_OPTIVERSE,
-  BEARER_SCHEME_FIREBASE,
-  BEARER_SCHEME_WEBHOOK,
-  BEARER_SCHEME_TOKEN        /* any other bearer token: only the header rules */
-} bearer_scheme;
-
 typedef struct bearer_key {
   unsigned char *secret;     /* own pages (mmap), NULL once closed */
   size_t len;                /* bytes of secret, no terminator counted */
   size_t map_len;            /* bytes mapped, a multiple of the page size */
-  bearer_scheme scheme;
+  char scheme[24];           /* the scheme's name (rules come from Lua: key.c) */
   double expires_at;         /* firebase 'exp' claim, or -1 when absent */
   char prefix[24];           /* public part shown by tostring; never secret */
 } bearer_key;
@@ -165,9 +157,6 @@ BEARER_INTERNAL void bearer_engine_finish(bearer_engine *e, bearer_transfer *t);
 BEARER_INTERNAL void bearer_error_open(lua_State *L);
 /* Pushes a new error object {kind=, code=, message=}. */
 BEARER_INTERNAL void bearer_error_push(lua_State *L, const char *kind,
-                                       const char *code, const char *fmt, ...);
-/* Pushes an error object and raises it; for caller input that is wrong. */
-BEARER_INTERNAL int bearer_error_raise(lua_State *L, const char *kind,
                                        const char *code, const char *fmt, ...);
 
 /* }====================================================== */

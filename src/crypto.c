@@ -3,14 +3,11 @@
 ** OpenSSL's libcrypto (libcurl already pulls it in). A bearer.Key may be
 ** used as an HMAC key without its secret becoming a Lua string.
 */
-#include <ctype.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <strings.h>
 
 #include "bearer.h"
 
@@ -76,120 +73,45 @@ static int crypto_hmac_sha256_hex(lua_State *L) {
   return 1;
 }
 
-/* {====================================================== webhook signatures
-** Overten signs "{timestamp}.{raw_body}" with HMAC-SHA256 under the
-** secret as given (whsec_ prefix included) and sends X-Overten-Signature:
-** sha256=<hex> and X-Overten-Timestamp: <unix seconds>. The separator is
-** inferred from the docs (cut off there); README says so. */
-
-/* Pushes "{timestamp}.{body}" */
-static void crypto_signed_string(lua_State *L, const char *ts, size_t tn,
-                                 const char *body, size_t bn) {
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luaL_addlstring(&b, ts, tn);
-  luaL_addchar(&b, '.');
-  luaL_addlstring(&b, body, bn);
-  luaL_pushresult(&b);
-}
-
-/* core.webhook_sign(secret, timestamp, body) -> "sha256=<hex>" */
-static int crypto_webhook_sign(lua_State *L) {
-  size_t secret_len, tn, bn, n;
-  const void *secret = crypto_secret(L, 1, &secret_len);
-  const char *ts = luaL_checklstring(L, 2, &tn);
-  const char *body = luaL_checklstring(L, 3, &bn);
-  crypto_signed_string(L, ts, tn, body, bn);
-  const char *msg = lua_tolstring(L, -1, &n);
-  char hex[2 * EVP_MAX_MD_SIZE + 1];
-  crypto_hmac_hex(L, secret, secret_len, msg, n, hex);
-  lua_pushfstring(L, "sha256=%s", hex);
-  return 1;
-}
-
-static int crypto_verify_fail(lua_State *L, const char *code, const char *msg) {
-  luaL_pushfail(L);
-  bearer_error_push(L, "signature", code, "%s", msg);
-  return 2;
-}
-
-/* Whether s[0..n) is one "sha256=<64 hex>" entry; its hex lower-cased into out. */
-static int crypto_parse_entry(const char *s, size_t n, char *out) {
-  while (n > 0 && isspace((unsigned char)*s)) { s++; n--; }
-  while (n > 0 && isspace((unsigned char)s[n - 1])) n--;
-  if (n != 7 + 64 || strncasecmp(s, "sha256=", 7) != 0) return 0;
-  for (size_t i = 0; i < 64; i++) {
-    unsigned char ch = (unsigned char)s[7 + i];
-    if (!isxdigit(ch)) return 0;
-    out[i] = (char)tolower(ch);
-  }
-  out[64] = '\0';
-  return 1;
-}
-
 /*
-** core.webhook_verify(secret, body, signature, timestamp, tolerance, now)
-**   -> true | nil, err (kind "signature"; code malformed, bad_signature or
-**      stale_timestamp). The signature header may list several entries
-**      separated by commas (a secret being rotated); any match is enough.
+** core.hmac_sha256_matches(key, data, candidates) -> boolean
+** Whether any string of the array `candidates` is the lower-case hex
+** HMAC-SHA256 of data under key (a bearer.Key or a string). The digest
+** never leaves C, and every candidate is compared in full, in constant
+** time, so neither the result's timing nor a Lua string tells the right
+** digest. What is signed, and how signatures travel, is the API module's
+** business (bearer.overten.webhook).
 */
-static int crypto_webhook_verify(lua_State *L) {
-  size_t secret_len, bn, sn = 0, tn = 0;
+static int crypto_hmac_sha256_matches(lua_State *L) {
+  size_t secret_len, n;
   const void *secret = crypto_secret(L, 1, &secret_len);
-  const char *body = luaL_checklstring(L, 2, &bn);
-  const char *sig = lua_type(L, 3) == LUA_TSTRING ? lua_tolstring(L, 3, &sn) : NULL;
-  const char *ts = lua_type(L, 4) == LUA_TSTRING ? lua_tolstring(L, 4, &tn) : NULL;
-  lua_Number tolerance = luaL_checknumber(L, 5);
-  lua_Number now = luaL_checknumber(L, 6);
-  if (sig == NULL || sn == 0) return crypto_verify_fail(L, "malformed", "no signature header");
-  if (ts == NULL || tn == 0 || tn > 15 || strspn(ts, "0123456789") != tn)
-    return crypto_verify_fail(L, "malformed", "timestamp header missing or not unix seconds");
-
-  crypto_signed_string(L, ts, tn, body, bn);
-  size_t mn;
-  const char *msg = lua_tolstring(L, -1, &mn);
-  char want[2 * EVP_MAX_MD_SIZE + 1], got[65];
-  crypto_hmac_hex(L, secret, secret_len, msg, mn, want);
-  int entries = 0, match = 0;
-  const char *p = sig, *end = sig + sn;
-  while (p < end) {
-    const char *comma = memchr(p, ',', (size_t)(end - p));
-    const char *stop = comma ? comma : end;
-    if (crypto_parse_entry(p, (size_t)(stop - p), got)) {
-      entries++;
-      match |= CRYPTO_memcmp(got, want, 64) == 0;   /* every entry is compared */
+  const char *data = luaL_checklstring(L, 2, &n);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  char want[2 * EVP_MAX_MD_SIZE + 1];
+  crypto_hmac_hex(L, secret, secret_len, data, n, want);
+  size_t want_len = strlen(want);
+  int match = 0;
+  for (lua_Integer i = 1;; i++) {
+    lua_rawgeti(L, 3, i);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      break;
     }
-    p = stop + 1;
+    size_t cn = 0;
+    const char *cand = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &cn) : NULL;
+    if (cand != NULL && cn == want_len)
+      match |= CRYPTO_memcmp(cand, want, want_len) == 0;
+    lua_pop(L, 1);
   }
   bearer_cleanse(want, sizeof want);
-  if (entries == 0) return crypto_verify_fail(L, "malformed", "signature is not sha256=<hex>");
-  if (!match) return crypto_verify_fail(L, "bad_signature", "signature does not match the body");
-  lua_Number age = now - strtod(ts, NULL);
-  if (age > tolerance)
-    return crypto_verify_fail(L, "stale_timestamp", "timestamp is older than the tolerance");
-  if (-age > tolerance)
-    return crypto_verify_fail(L, "stale_timestamp", "timestamp is too far in the future");
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* }====================================================== */
-
-/* core.constant_time_equal(a, b) -> boolean; time depends only on lengths. */
-static int crypto_constant_time_equal(lua_State *L) {
-  size_t na, nb;
-  const char *a = luaL_checklstring(L, 1, &na);
-  const char *b = luaL_checklstring(L, 2, &nb);
-  lua_pushboolean(L, na == nb && CRYPTO_memcmp(a, b, na) == 0);
+  lua_pushboolean(L, match);
   return 1;
 }
 
 static const luaL_Reg crypto_functions[] = {
   {"sha256_hex", crypto_sha256_hex},
   {"hmac_sha256_hex", crypto_hmac_sha256_hex},
-  {"constant_time_equal", crypto_constant_time_equal},
-  {"webhook_sign", crypto_webhook_sign},
-  {"webhook_verify", crypto_webhook_verify},
+  {"hmac_sha256_matches", crypto_hmac_sha256_matches},
   {NULL, NULL}
 };
 

@@ -34,16 +34,6 @@ BEARER_INTERNAL void bearer_error_push(lua_State *L, const char *kind,
   error_setmeta(L, -1);
 }
 
-BEARER_INTERNAL int bearer_error_raise(lua_State *L, const char *kind,
-                                       const char *code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
-  bearer_error_push(L, kind, code, "%s", lua_tostring(L, -1));
-  return lua_error(L);
-}
-
 /* The fields tostring shows, in order; read onto the stack before the
 ** buffer starts, because nothing may be pushed while a luaL_Buffer is open
 ** (it keeps its own box on top of the stack). */
@@ -93,6 +83,27 @@ static int error_tostring(lua_State *L) {
   return 1;
 }
 
+/* err .. "text" and "text" .. err: the one line of tostring joined, as
+** OpenResty code does with string errors. */
+static void error_push_text(lua_State *L, int idx) {
+  if (luaL_callmeta(L, idx, "__tostring")) {
+    if (lua_type(L, -1) == LUA_TSTRING) return;
+    lua_pop(L, 1);
+  }
+  int t = lua_type(L, idx);
+  if (t != LUA_TSTRING && t != LUA_TNUMBER)
+    luaL_error(L, "attempt to concatenate a %s value", luaL_typename(L, idx));
+  lua_pushvalue(L, idx);
+}
+
+static int error_concat(lua_State *L) {
+  lua_settop(L, 2);
+  error_push_text(L, 1);
+  error_push_text(L, 2);
+  lua_concat(L, 2);
+  return 1;
+}
+
 /* core.error_new(t) -> t, now an error object */
 static int error_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -122,6 +133,8 @@ BEARER_INTERNAL void bearer_error_open(lua_State *L) {
   luaL_newmetatable(L, BEARER_ERROR_MT);
   lua_pushcfunction(L, error_tostring);
   lua_setfield(L, -2, "__tostring");
-  lua_setfield(L, -2, "error_mt");   /* core.error_mt: for the Lua layer's methods */
+  lua_pushcfunction(L, error_concat);
+  lua_setfield(L, -2, "__concat");
+  lua_pop(L, 1);
   luaL_setfuncs(L, error_functions, 0);
 }

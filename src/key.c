@@ -5,6 +5,11 @@
 ** dumps (MADV_DONTDUMP) and, where the limits allow, out of swap (mlock).
 ** It becomes a Lua string only through key:reveal(). close, __gc and
 ** __close share one closer that wipes the pages before unmapping them.
+**
+** Schemes are data from the Lua layer (each API module declares its own):
+** a name, a literal prefix, an alphabet for the rest, an exact length, or
+** the JWT form. This file knows how to check such a rule, not which
+** schemes exist.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,9 +28,7 @@
 
 #define KEY_MAX_BYTES 65536   /* a bearer token this long is a wrong file */
 
-static const char *const key_scheme_names[] = {
-  "overten", "optiverse", "firebase", "webhook", "token", NULL
-};
+#define KEY_NAME_MAX 23        /* scheme names and prefixes: short words */
 
 /* {====================================================== memory */
 
@@ -225,31 +228,76 @@ static int key_check_jwt(bearer_key *k, char *why, size_t whylen) {
   return 0;
 }
 
-static bearer_scheme key_detect(const unsigned char *s, size_t n) {
-  if (key_starts(s, n, "sk_live_")) return BEARER_SCHEME_OVERTEN;
-  if (key_starts(s, n, "optiuser_v1_")) return BEARER_SCHEME_OPTIVERSE;
-  if (key_starts(s, n, "whsec_")) return BEARER_SCHEME_WEBHOOK;
-  if (key_starts(s, n, "eyJ") && memchr(s, '.', n) != NULL) return BEARER_SCHEME_FIREBASE;
-  return BEARER_SCHEME_TOKEN;
-}
-
-/* The schemes made of a literal prefix and a run of allowed characters:
-** exactly `rest` of them, or one or more when rest is 0. */
+/* A scheme's rule, read from its Lua table (see key_read_rule). */
 typedef struct key_rule {
-  const char *literal;
-  size_t rest;
-  int (*allowed)(unsigned char);
-  const char *expect;      /* the rule in words, for the error message */
+  char name[KEY_NAME_MAX + 1];
+  char prefix[KEY_NAME_MAX + 1];   /* literal start; "" for none */
+  int (*allowed)(unsigned char);   /* the rest's characters; NULL: any printable */
+  size_t length;                   /* exact length of the rest; 0: one or more */
+  int jwt;                         /* three base64url parts, a JSON payload */
+  char expect[96];                 /* the rule in words, for the error message */
 } key_rule;
 
-static const key_rule key_rules[] = {
-  [BEARER_SCHEME_OVERTEN] = { "sk_live_", 28, key_is_alnum,
-                              "'sk_live_' followed by exactly 28 letters or digits" },
-  [BEARER_SCHEME_OPTIVERSE] = { "optiuser_v1_", 0, key_is_urlsafe,
-                                "'optiuser_v1_' followed by URL-safe characters" },
-  [BEARER_SCHEME_WEBHOOK] = { "whsec_", 0, key_is_b64token,
-                              "'whsec_' followed by token characters" },
+static const struct { const char *name; int (*allowed)(unsigned char); } key_alphabets[] = {
+  {"alnum", key_is_alnum}, {"urlsafe", key_is_urlsafe}, {"b64url", key_is_b64url},
+  {"b64token", key_is_b64token}, {NULL, NULL}
 };
+
+/* A short string field of the rule table at idx into out; "" when absent. */
+static void key_rule_string(lua_State *L, int idx, const char *field, char *out, size_t max,
+                            int arg) {
+  lua_getfield(L, idx, field);
+  size_t n = 0;
+  const char *v = lua_tolstring(L, -1, &n);
+  if (lua_isnil(L, -1)) v = "";
+  else if (lua_type(L, -1) != LUA_TSTRING || n > max)
+    luaL_argerror(L, arg, lua_pushfstring(L, "scheme field '%s' must be a string of at most %d bytes",
+                                          field, (int)max));
+  memcpy(out, v, n);
+  out[n] = '\0';
+  lua_pop(L, 1);
+}
+
+/* Reads the rule table at idx (argument arg, for errors) into r:
+** { name =, prefix =, alphabet =, length =, jwt =, expect = }. */
+static void key_read_rule(lua_State *L, int idx, int arg, key_rule *r) {
+  idx = lua_absindex(L, idx);
+  memset(r, 0, sizeof(*r));
+  if (lua_type(L, idx) != LUA_TTABLE) luaL_argerror(L, arg, "scheme must be a table");
+  key_rule_string(L, idx, "name", r->name, KEY_NAME_MAX, arg);
+  if (r->name[0] == '\0') luaL_argerror(L, arg, "scheme needs a name");
+  key_rule_string(L, idx, "prefix", r->prefix, KEY_NAME_MAX, arg);
+  key_rule_string(L, idx, "expect", r->expect, sizeof(r->expect) - 1, arg);
+  lua_getfield(L, idx, "alphabet");
+  if (!lua_isnil(L, -1)) {
+    const char *a = lua_tostring(L, -1);
+    for (int i = 0; a != NULL && key_alphabets[i].name != NULL; i++)
+      if (strcmp(a, key_alphabets[i].name) == 0) r->allowed = key_alphabets[i].allowed;
+    if (r->allowed == NULL)
+      luaL_argerror(L, arg, "scheme alphabet must be alnum, urlsafe, b64url or b64token");
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "length");
+  if (!lua_isnil(L, -1)) {
+    lua_Number len = lua_tonumber(L, -1);
+    if (!lua_isnumber(L, -1) || len < 1 || len > KEY_MAX_BYTES || len != (lua_Number)(size_t)len)
+      luaL_argerror(L, arg, "scheme length must be a positive integer");
+    r->length = (size_t)len;
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "jwt");
+  r->jwt = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (r->expect[0] == '\0')
+    snprintf(r->expect, sizeof r->expect, "a %s key%s%s%s", r->name,
+             r->prefix[0] ? " starting '" : "", r->prefix, r->prefix[0] ? "'" : "");
+}
+
+/* Whether the secret looks like rule r's (its prefix; a JWT's dots). */
+static int key_rule_matches(const key_rule *r, const unsigned char *s, size_t n) {
+  if (r->prefix[0] == '\0' || !key_starts(s, n, r->prefix)) return 0;
+  return !r->jwt || memchr(s, '.', n) != NULL;
+}
 
 /* Shows the literal prefix plus 4 characters, but only where at least 16
 ** characters of the secret stay hidden. */
@@ -261,10 +309,11 @@ static void key_set_prefix(bearer_key *k, const char *literal) {
 }
 
 /*
-** Checks k->secret against its scheme; 0 on success, else -1 with a reason
-** in why. A reason names the rule that failed and never the secret's bytes.
+** Checks k->secret against rule r (NULL: a plain token, only the header
+** rules); 0 on success, else -1 with a reason in why. A reason names the
+** rule that failed and never the secret's bytes.
 */
-static int key_validate(bearer_key *k, char *why, size_t whylen) {
+static int key_validate(bearer_key *k, const key_rule *r, char *why, size_t whylen) {
   const unsigned char *s = k->secret;
   size_t n = k->len;
   if (n == 0) {
@@ -278,47 +327,70 @@ static int key_validate(bearer_key *k, char *why, size_t whylen) {
       return -1;
     }
   }
-  if (k->scheme == BEARER_SCHEME_FIREBASE) return key_check_jwt(k, why, whylen);
-  if (k->scheme == BEARER_SCHEME_TOKEN) return 0;
-  const key_rule *r = &key_rules[k->scheme];
-  size_t m = strlen(r->literal);
-  if (n <= m || !key_starts(s, n, r->literal) || !key_all(s + m, n - m, r->allowed)
-      || (r->rest != 0 && n - m != r->rest)) {
+  if (r == NULL) return 0;
+  if (r->jwt) return key_check_jwt(k, why, whylen);
+  size_t m = strlen(r->prefix);
+  if (n <= m || !key_starts(s, n, r->prefix)
+      || (r->allowed != NULL && !key_all(s + m, n - m, r->allowed))
+      || (r->length != 0 && n - m != r->length)) {
     snprintf(why, whylen, "expected %s (got %zu characters)", r->expect, n);
     return -1;
   }
-  key_set_prefix(k, r->literal);
+  if (m > 0) key_set_prefix(k, r->prefix);
   return 0;
 }
 
-/* The scheme named by opts.scheme at idx, or -1 to detect it. */
-static int key_opt_scheme(lua_State *L, int idx) {
-  if (lua_isnoneornil(L, idx)) return -1;
-  luaL_checktype(L, idx, LUA_TTABLE);
+/* The rule opts (at idx) asks for: opts.scheme, a rule table; else the
+** first of the array opts.detect whose prefix the secret has; else none
+** (a plain token). Reads into *r; returns r or NULL. */
+static const key_rule *key_pick_rule(lua_State *L, int idx, const bearer_key *k, key_rule *r) {
+  if (lua_isnoneornil(L, idx)) return NULL;
   lua_getfield(L, idx, "scheme");
-  int scheme = -1;
   if (!lua_isnil(L, -1)) {
-    if (lua_type(L, -1) != LUA_TSTRING)
-      return luaL_argerror(L, idx, "option 'scheme' must be a string");
-    scheme = luaL_checkoption(L, -1, NULL, key_scheme_names);
+    key_read_rule(L, -1, idx, r);
+    lua_pop(L, 1);
+    return r;
   }
   lua_pop(L, 1);
-  return scheme;
+  lua_getfield(L, idx, "detect");
+  const key_rule *found = NULL;
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    for (lua_Integer i = 1; found == NULL; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        break;
+      }
+      key_read_rule(L, -1, idx, r);
+      if (key_rule_matches(r, k->secret, k->len)) found = r;
+      lua_pop(L, 1);
+    }
+  } else if (!lua_isnil(L, -1)) {
+    luaL_argerror(L, idx, "option 'detect' must be an array of schemes");
+  }
+  lua_pop(L, 1);
+  return found;
+}
+
+/* Checks the options table at idx before any secret is copied. */
+static void key_check_opts(lua_State *L, int idx) {
+  if (!lua_isnoneornil(L, idx)) luaL_checktype(L, idx, LUA_TTABLE);
 }
 
 /*
 ** Validates the filled key on top of the stack. Returns 1 with the key
 ** there, or 0 with an error object in its place (the key is wiped first).
 */
-static int key_finish(lua_State *L, bearer_key *k, int scheme, const char *origin) {
+static int key_finish(lua_State *L, bearer_key *k, int opts, const char *origin) {
   char why[160];
-  k->scheme = scheme >= 0 ? (bearer_scheme)scheme : key_detect(k->secret, k->len);
-  if (key_validate(k, why, sizeof why) == 0) return 1;
+  key_rule rule;
+  const key_rule *r = key_pick_rule(L, opts, k, &rule);
+  snprintf(k->scheme, sizeof k->scheme, "%s", r != NULL ? r->name : "token");
+  if (key_validate(k, r, why, sizeof why) == 0) return 1;
   key_wipe(k);
   lua_pop(L, 1);
   bearer_error_push(L, "config", "invalid_key", "invalid %s key%s%s: %s",
-                    key_scheme_names[k->scheme], origin ? " from " : "",
-                    origin ? origin : "", why);
+                    k->scheme, origin ? " from " : "", origin ? origin : "", why);
   return 0;
 }
 
@@ -326,18 +398,19 @@ static int key_finish(lua_State *L, bearer_key *k, int scheme, const char *origi
 
 /* {====================================================== constructors */
 
-/* bearer.key(secret [, {scheme=}]) -> key; raises an error object when the
-** secret breaks its scheme's rules (the caller handed it to us directly). */
+/* core.key_new(secret [, {scheme = rule} | {detect = {rule, ...}}]) -> key;
+** raises an error object when the secret breaks its scheme's rule (the
+** caller handed it to us directly). bearer.key (init.lua) finds the rules. */
 static int key_new(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
-  int scheme = key_opt_scheme(L, 2);
+  key_check_opts(L, 2);
   if (n > KEY_MAX_BYTES) return luaL_argerror(L, 1, "secret too long");
   bearer_key *k = key_push_new(L);
   if (key_alloc(k, n) != 0) return luaL_error(L, "cannot map memory for a key");
   memcpy(k->secret, s, n);
   k->len = n;
-  if (!key_finish(L, k, scheme, NULL)) return lua_error(L);
+  if (!key_finish(L, k, 2, NULL)) return lua_error(L);
   return 1;
 }
 
@@ -345,7 +418,7 @@ static int key_new(lua_State *L) {
 ** copied straight into the key's pages: no Lua string of the secret. */
 static int key_from_env(lua_State *L) {
   const char *var = luaL_checkstring(L, 1);
-  int scheme = key_opt_scheme(L, 2);
+  key_check_opts(L, 2);
   const char *v = getenv(var);
   if (v == NULL || *v == '\0') {
     luaL_pushfail(L);
@@ -365,7 +438,7 @@ static int key_from_env(lua_State *L) {
   k->len = n;
   lua_pushfstring(L, "environment variable %s", var);
   lua_insert(L, -2);
-  int ok = key_finish(L, k, scheme, lua_tostring(L, -2));
+  int ok = key_finish(L, k, 2, lua_tostring(L, -2));
   lua_remove(L, -2);
   if (ok) return 1;
   luaL_pushfail(L);
@@ -389,7 +462,7 @@ static int key_read_fd(int fd, bearer_key *k, size_t size) {
 ** that group or others may read: such a secret is already exposed. */
 static int key_from_file(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  int scheme = key_opt_scheme(L, 2);
+  key_check_opts(L, 2);
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
   struct stat st;
   const char *problem = NULL;
@@ -427,7 +500,7 @@ static int key_from_file(lua_State *L) {
   if (k->len > 0 && k->secret[k->len - 1] == '\r') k->len--;
   lua_pushfstring(L, "file %s", path);
   lua_insert(L, -2);
-  int ok = key_finish(L, k, scheme, lua_tostring(L, -2));
+  int ok = key_finish(L, k, 2, lua_tostring(L, -2));
   lua_remove(L, -2);
   if (ok) return 1;
   luaL_pushfail(L);
@@ -468,8 +541,8 @@ static int key_tostring(lua_State *L) {
   bearer_key *k = luaL_checkudata(L, 1, BEARER_KEY_MT);
   if (k->secret == NULL) lua_pushliteral(L, "bearer.Key(closed)");
   else if (k->prefix[0] != '\0')
-    lua_pushfstring(L, "bearer.Key(%s %s...)", key_scheme_names[k->scheme], k->prefix);
-  else lua_pushfstring(L, "bearer.Key(%s)", key_scheme_names[k->scheme]);
+    lua_pushfstring(L, "bearer.Key(%s %s...)", k->scheme, k->prefix);
+  else lua_pushfstring(L, "bearer.Key(%s)", k->scheme);
   return 1;
 }
 
@@ -479,7 +552,7 @@ static int key_prefix(lua_State *L) {
 }
 
 static int key_scheme(lua_State *L) {
-  lua_pushstring(L, key_scheme_names[bearer_key_check(L, 1)->scheme]);
+  lua_pushstring(L, bearer_key_check(L, 1)->scheme);
   return 1;
 }
 

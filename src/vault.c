@@ -144,16 +144,8 @@ BEARER_INTERNAL int bearer_vault_put_lua(lua_State *L) {
   return 1;
 }
 
-/* core.vault_drop(id): the holder that put it lets go */
-static int vault_drop_lua(lua_State *L) {
-  lua_Integer id = luaL_checkinteger(L, 1);
-  if (id > 0) bearer_vault_release((size_t)id);
-  return 0;
-}
-
 static const luaL_Reg vault_functions[] = {
   {"vault_put", bearer_vault_put_lua},
-  {"vault_drop", vault_drop_lua},
   {NULL, NULL}
 };
 

@@ -1,17 +1,34 @@
---- bearer.client: the generic bearer-token HTTP client.
+--- bearer.client: the generic bearer-token HTTP client, and the one
+-- surface the API modules build on.
 --
--- The transfer itself (credential, TLS, size cap, redaction) is one C call,
--- `perform`; this file is the policy around it: URLs and queries, JSON,
--- retries with backoff and Retry-After, error objects and tracing. Waiting
--- happens here, through the `sleep` the client was given, so a host that
--- must not block (nginx) can pass one that yields.
+-- The transfer itself (credential, TLS, size cap, redaction) is one C
+-- call on a handle this file holds privately; this file is the policy
+-- around it: URLs and queries, JSON, retries with backoff and
+-- Retry-After, rate limits, error objects, logging and response
+-- metadata. Waiting, time and the transport come from the client's host
+-- (bearer.host), so nothing here knows nginx or a test clock.
 local core = require "bearer.core"
 local errors = require "bearer.error"
-local ratelimit = require "bearer.ratelimit"
+local host = require "bearer.host"
 local json = require "bearer.json"
+local keys = require "bearer.key"
+local ratelimit = require "bearer.ratelimit"
 
 local M = {}
-local methods = core.client_methods   -- the userdata's method table
+
+---@class bearer.Client
+local Client = {}
+Client.__index = Client
+M.Client = Client
+
+-- client (or view) -> its settings and C handle. Weak: a client nobody
+-- holds goes, and its handle's __gc closes the transfer handle.
+local private = setmetatable({}, { __mode = "k" })
+
+-- Any table an API call returned -> its response metadata. Weak-keyed, so
+-- it costs nothing once the caller drops the result, and holds whatever
+-- else runs meanwhile (concurrent calls each key their own table).
+local responses = setmetatable({}, { __mode = "k" })
 
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true }
 local RETRY_STATUS = { [408] = true, [429] = true, [500] = true, [502] = true,
@@ -28,16 +45,68 @@ local C_OPTIONS = { key = true, auth = true, timeout = true, connect_timeout = t
                     proxy = true }
 local LUA_OPTIONS = { base_url = true, max_retries = true, headers = true,
                       clock = true, sleep = true, log = true, scheme = true,
-                      rate_limit = true }
+                      rate_limit = true, host = true, error_parser = true }
+-- What a view (with_options) may change: per-call settings, not the connection.
+local VIEW_OPTIONS = { timeout = true, max_retries = true, headers = true,
+                       retry_statuses = true }
 
-local function bad_option(name, expected, got)
-  error(("bad option '%s' to 'client' (%s expected, got %s)"):format(name, expected, got), 3)
+local LOG_LEVELS = { info = 1, debug = 2 }
+
+local function bad_option(fname, name, expected, got, level)
+  error(("bad option '%s' to '%s' (%s expected, got %s)"):format(name, fname, expected, got),
+        level + 1)
 end
 
-local function check_type(opts, name, want)
+local function check_type(opts, name, want, fname, level)
   local v = opts[name]
-  if v ~= nil and type(v) ~= want then bad_option(name, want, type(v)) end
+  if v ~= nil and type(v) ~= want then bad_option(fname, name, want, type(v), level + 1) end
   return v
+end
+
+local function check_count(v)
+  return type(v) == "number" and v >= 0 and v % 1 == 0 and v < math.huge
+end
+
+local function check_headers(headers, fname, level)
+  for k, v in pairs(headers) do
+    if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number") then
+      bad_option(fname, "headers", "table of string names to string values", "another table",
+                 level + 1)
+    end
+  end
+  return headers
+end
+
+-- The shared checks of the constructor and with_options: timeout,
+-- max_retries, headers, retry_statuses (when present).
+local function check_call_options(opts, fname, level)
+  local mr = opts.max_retries
+  if mr ~= nil and not check_count(mr) then
+    bad_option(fname, "max_retries", "non-negative integer",
+               type(mr) == "number" and tostring(mr) or type(mr), level + 1)
+  end
+  local t = opts.timeout
+  if t ~= nil and not (type(t) == "number" and t > 0 and t < math.huge) then
+    bad_option(fname, "timeout", "positive number", type(t) == "number" and tostring(t) or type(t),
+               level + 1)
+  end
+  local rs = opts.retry_statuses
+  if rs ~= nil and type(rs) ~= "table" then
+    bad_option(fname, "retry_statuses", "array of statuses", type(rs), level + 1)
+  end
+  if opts.headers ~= nil then
+    check_headers(check_type(opts, "headers", "table", fname, level + 1), fname, level + 1)
+  end
+end
+
+-- What most calls send, built once per client (and per view with headers
+-- of its own): Accept and the client's headers, copied where they were
+-- checked. A call with headers of its own, a JSON body or an idempotency
+-- key gets its own copy.
+local function call_headers(headers)
+  local out = { Accept = "application/json" }
+  for k, v in pairs(headers) do out[k] = v end
+  return out
 end
 
 local function default_user_agent()
@@ -46,85 +115,199 @@ local function default_user_agent()
   return ("bearer/%s %s libcurl/%s"):format(core._VERSION, lua, core.curl_version)
 end
 
--- The ngx global of lua-nginx-module (OpenResty), with its thread pools.
-local function in_nginx()
-  return type(ngx) == "table" and type(ngx.get_phase) == "function"
-         and type(ngx.run_worker_thread) == "function"
-end
-
 local function stderr_log(line)
   io.stderr:write(line, "\n")
 end
 
+-- The log sink and level. info: one line per call; debug: the lines of
+-- every attempt, with the (redacted) headers libcurl sent and received. A
+-- `log` function gets the debug lines unless BEARER_LOG says info; else
+-- BEARER_LOG=info|debug prints to stderr.
+local function log_setup(log)
+  local env = os.getenv("BEARER_LOG")
+  if log then return log, LOG_LEVELS[env] or LOG_LEVELS.debug end
+  if LOG_LEVELS[env] then return stderr_log, LOG_LEVELS[env] end
+  return nil, 0
+end
+
 --- bearer.client{ base_url=, key=, ... } -> client
 -- `key` is a bearer.Key or a string made into one (the scheme is detected
--- from its prefix unless `scheme` says). Wrong option types raise.
-function M.new(opts)
+-- from its prefix unless `scheme` says). Wrong option types raise, at the
+-- caller `level` levels up (API modules building a client pass theirs).
+---@param opts table
+---@param level integer|nil
+---@return bearer.Client
+function M.new(opts, level)
+  local lv = (level or 1) + 1
   if type(opts) ~= "table" then
-    error("bad argument #1 to 'client' (table expected, got " .. type(opts) .. ")", 2)
+    error("bad argument #1 to 'client' (table expected, got " .. type(opts) .. ")", lv)
   end
   for name in pairs(opts) do
     if not C_OPTIONS[name] and not LUA_OPTIONS[name] then
-      error(("bad option '%s' to 'client' (unknown option)"):format(tostring(name)), 2)
+      error(("bad option '%s' to 'client' (unknown option)"):format(tostring(name)), lv)
     end
   end
-  local base_url = check_type(opts, "base_url", "string")
-  if base_url == nil then bad_option("base_url", "string", "nil") end
-  local max_retries = opts.max_retries
-  if max_retries ~= nil and not (type(max_retries) == "number" and max_retries >= 0
-                                 and max_retries % 1 == 0) then
-    bad_option("max_retries", "non-negative integer",
-               type(max_retries) == "number" and tostring(max_retries) or type(max_retries))
+  local base_url = check_type(opts, "base_url", "string", "client", lv)
+  if base_url == nil then bad_option("client", "base_url", "string", "nil", lv) end
+  check_call_options({ max_retries = opts.max_retries, headers = opts.headers }, "client", lv)
+  local scheme = check_type(opts, "scheme", "string", "client", lv)
+  local log = check_type(opts, "log", "function", "client", lv)
+  local clock = check_type(opts, "clock", "function", "client", lv)
+  local sleep = check_type(opts, "sleep", "function", "client", lv)
+  local error_parser = check_type(opts, "error_parser", "function", "client", lv)
+  local h = opts.host
+  if h ~= nil and not (type(h) == "table" and type(h.transport) == "function") then
+    bad_option("client", "host", "bearer.host", type(h), lv)
   end
-  local headers = check_type(opts, "headers", "table") or {}
-  for k, v in pairs(headers) do
-    if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number") then
-      bad_option("headers", "table of string names to string values", "another table")
-    end
-  end
-  local scheme = check_type(opts, "scheme", "string")
-  local log = check_type(opts, "log", "function")
+  h = h or host.current()
+  if clock or sleep then h = host.test{ clock = clock, sleep = sleep, base = h } end
+
   local c_opts = {}
   for name in pairs(C_OPTIONS) do c_opts[name] = opts[name] end
   if type(c_opts.key) == "string" then
-    c_opts.key = core.key_new(c_opts.key, { scheme = scheme })
+    c_opts.key = keys.new(c_opts.key, { scheme = scheme })
   end
   c_opts.user_agent = c_opts.user_agent or default_user_agent()
+  local handle = core.client_new(c_opts)
 
-  local client = core.client_new(c_opts)
-  local st = core.client_state(client)
-  st.base_url = base_url:gsub("/+$", "")
-  st.max_retries = max_retries or 2
-  -- What most calls send, built once: Accept and the client's headers,
-  -- copied here, where they were checked. A call with headers of its own,
-  -- a JSON body or an idempotency key gets its own copy of this table.
-  local call_headers = { Accept = "application/json" }
-  for k, v in pairs(headers) do call_headers[k] = v end
-  st.call_headers = call_headers
-  local clock = check_type(opts, "clock", "function")
-  local sleep = check_type(opts, "sleep", "function")
-  st.clock = clock or core.now
-  st.sleep = sleep or core.sleep
-  local shared_limiter
-  if in_nginx() then
-    -- Inside nginx: transfers on the thread pool, waits that yield, and a
-    -- rate limit all workers share (see bearer.ngx).
-    local bngx = require "bearer.ngx"
-    st.perform = bngx.transport(c_opts)
-    st.refuse = bngx.refusal
-    st.sleep = sleep or bngx.sleep
-    local key = client:key()
-    shared_limiter = bngx.client_limiter(st.base_url .. "|" .. (key and key:fingerprint() or ""))
+  local self = setmetatable({}, Client)
+  local st = {
+    handle = handle,
+    host = h,
+    perform = h.transport(c_opts),
+    base_url = base_url:gsub("/+$", ""),
+    max_retries = opts.max_retries or 2,
+    headers = opts.headers or {},
+    error_parser = error_parser,
+  }
+  st.call_headers = call_headers(st.headers)
+  st.log, st.level = log_setup(log)
+  local key = handle:key()
+  st.limiter = ratelimit.from_option(opts.rate_limit, h,
+                                     st.base_url .. "|" .. (key and key:fingerprint() or ""))
+  private[self] = st
+  return self
+end
+
+local function state(self, fname)
+  local st = private[self]
+  if not st then
+    error(("bad self to '%s' (bearer.Client expected, got %s)"):format(fname, type(self)), 3)
   end
-  -- spacing wants a clock that never jumps; an injected clock serves both
-  st.limiter = ratelimit.from_option(opts.rate_limit, clock or core.monotime, st.sleep,
-                                     shared_limiter)
-  if log then
-    st.log = log
-  elseif os.getenv("BEARER_LOG") == "debug" then
-    st.log = stderr_log
+  return st
+end
+
+--- c:with_options{ timeout=, max_retries=, headers=, retry_statuses= } -> view
+-- A light view of this client: the same connection, key, host and rate
+-- limit, other per-call defaults. `headers` add to the client's. Unknown
+-- names raise, as in the constructor. Closing a view closes nothing.
+---@param opts table
+---@return bearer.Client
+local function make_view(self, opts, lv)
+  local parent = state(self, "with_options")
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'with_options' (table expected, got " .. type(opts) .. ")", lv + 1)
   end
-  return client
+  for name in pairs(opts) do
+    if not VIEW_OPTIONS[name] then
+      error(("bad option '%s' to 'with_options' (unknown option)"):format(tostring(name)), lv + 1)
+    end
+  end
+  check_call_options(opts, "with_options", lv + 1)
+  local st = setmetatable({ view = true }, { __index = parent })
+  if opts.headers then
+    local merged = {}
+    for k, v in pairs(parent.headers) do merged[k] = v end
+    for k, v in pairs(opts.headers) do merged[k] = v end
+    st.headers = merged
+    st.call_headers = call_headers(merged)
+  end
+  st.timeout = opts.timeout
+  if opts.max_retries ~= nil then st.max_retries = opts.max_retries end
+  st.retry_statuses = opts.retry_statuses
+  local view = setmetatable({}, Client)
+  private[view] = st
+  return view
+end
+
+function Client:with_options(opts) return make_view(self, opts, 2) end
+
+local function no_close() end
+
+--- The with_options of an API module's client (a table whose `http` is a
+-- bearer.client): the same object seen through a view of its `http`.
+-- What the module writes through the view (a refreshed token, a cache)
+-- lands on the client itself. Its close does nothing; the client it came
+-- from owns the connection.
+---@param api table
+---@param opts table
+---@return table
+function M.api_view(api, opts)
+  local view = setmetatable({}, { __index = api, __newindex = api, __close = no_close })
+  rawset(view, "http", make_view(api.http, opts, 3))
+  rawset(view, "close", no_close)
+  return view
+end
+
+--- Frees the connection (also at GC); the key stays open (it may be
+-- shared). A view's close does nothing: its client owns the connection.
+function Client:close()
+  local st = state(self, "close")
+  if not st.view then st.handle:close() end
+end
+Client.__close = Client.close
+
+function Client:__tostring()
+  local st = private[self]
+  return st and tostring(st.handle) or "bearer.Client"
+end
+
+--- The client's key (a bearer.Key), or nil.
+---@return userdata|nil
+function Client:key() return state(self, "key").handle:key() end
+
+--- Replaces the key used from the next request on (nil: send none).
+---@param key userdata|nil
+function Client:set_key(key) return state(self, "set_key").handle:set_key(key) end
+
+--- The base URL, without a trailing slash.
+---@return string
+function Client:base_url() return state(self, "base_url").base_url end
+
+--- Seconds that never jump (the host's; injected in tests): for spacing.
+---@return number
+function Client:clock() return state(self, "clock").host.clock() end
+
+--- Wall-clock seconds (the host's; injected in tests): for dates.
+---@return number
+function Client:now() return state(self, "now").host.now() end
+
+--- Waits `seconds` the host's way (blocks, or yields inside nginx).
+---@param seconds number
+function Client:sleep(seconds) return state(self, "sleep").host.sleep(seconds) end
+
+--- `text` with the client's credential and credential headers hidden.
+---@param text string
+---@return string
+function Client:redact(text) return state(self, "redact").handle:redact(text) end
+
+--- A rate limiter on this client's host: shared as the host shares
+-- (every nginx worker), named after `name`, the base URL and the key.
+-- Returns the limiter and whether it is shared beyond this process
+-- (nil, false when it would not be).
+---@param spec { requests: integer, per: number, name: string }
+---@return table|nil, boolean
+function Client:shared_limiter(spec)
+  local st = state(self, "shared_limiter")
+  if type(spec) ~= "table" or type(spec.name) ~= "string" then
+    error("bad argument #1 to 'shared_limiter' (table with a string 'name' expected)", 2)
+  end
+  local key = st.handle:key()
+  local name = spec.name .. "|" .. st.base_url .. "|" .. (key and key:fingerprint() or "")
+  local store = st.host.store(name, spec.per)
+  if not store then return nil, false end
+  return ratelimit.new{ requests = spec.requests, per = spec.per, store = store,
+                        sleep = st.host.sleep }, true
 end
 
 -- {====================================================== URLs
@@ -138,6 +321,8 @@ M.escape = escape
 
 --- Encodes a query table: keys sorted (stable URLs, readable traces),
 -- array values repeat the key, booleans as true/false, nil values skipped.
+---@param query table
+---@return string
 function M.encode_query(query)
   local names = {}
   for k in pairs(query) do
@@ -156,6 +341,9 @@ function M.encode_query(query)
       if t ~= "string" and t ~= "number" and t ~= "boolean" then
         error(("bad query parameter '%s' (string, number or boolean expected, got %s)")
               :format(k, t), 3)
+      end
+      if t == "number" and item % 1 == 0 and item > -2 ^ 53 and item < 2 ^ 53 then
+        item = ("%d"):format(item)       -- 50, never 50.0
       end
       parts[#parts + 1] = escape(k) .. "=" .. escape(item)
     end
@@ -182,7 +370,7 @@ end
 
 -- }======================================================
 
--- {====================================================== tracing
+-- {====================================================== logging
 
 local function fold(text)
   return (text:gsub("[\r\n]+$", ""):gsub("\r?\n", " | "))
@@ -195,15 +383,15 @@ local function hide_query(s)
 end
 M.hide_query = hide_query
 
--- One line per request and one per response. Header text comes from C,
--- already redacted; the line's own prefix (the URL may carry a secret in
--- its query) goes through the same C redaction before it is joined. A call
--- sent without the key goes to someone else's URL (a signed download):
--- its query is a credential of its own and is hidden too.
-local function trace(client, st, attempt, method, url, res, err, foreign)
+-- debug: one line per request and one per response. Header text comes
+-- from C, already redacted; the line's own prefix (the URL may carry a
+-- secret in its query) goes through the same C redaction before it is
+-- joined. A call sent without the key goes to someone else's URL (a
+-- signed download): its query is a credential of its own and is hidden.
+local function trace(st, attempt, method, url, res, err, foreign)
   local log = st.log
   local out = (res or err).trace_request
-  local line = client:redact(("bearer: > %s %s (attempt %d)"):format(method, url, attempt))
+  local line = st.handle:redact(("bearer: > %s %s (attempt %d)"):format(method, url, attempt))
                .. (out and (" | " .. fold(out)) or "")
   log(foreign and hide_query(line) or line)
   if res then
@@ -215,47 +403,36 @@ local function trace(client, st, attempt, method, url, res, err, foreign)
   end
 end
 
--- }======================================================
-
--- Replaces JSON nulls in objects by absence, so `if t.next_cursor then`
--- means what it reads; nulls inside arrays stay (cjson.null) to keep length.
--- Every decoded document bearer hands out goes through it.
-local function strip_nulls(v)
-  if type(v) ~= "table" then return v end
-  for k, x in pairs(v) do
-    if x == json.null then
-      if type(k) ~= "number" then v[k] = nil end
-    else
-      strip_nulls(x)
-    end
-  end
-  return v
+-- info: one line per call, after its last attempt, through the same
+-- redaction (a path may hold the key).
+local function summary(st, method, path, meta, err)
+  local outcome = meta.status and tostring(meta.status) or (err.kind .. "/" .. tostring(err.code))
+  st.log(st.handle:redact(("bearer: %s %s %s %.3fs attempts=%d%s"):format(method, path, outcome,
+         meta.time, meta.attempts, meta.request_id and (" request_id=" .. meta.request_id) or "")))
 end
 
-M.strip_nulls = strip_nulls
+-- }======================================================
 
---- JSON text -> document with nulls stripped | nil, why: how every response
--- body and webhook event bearer decodes is read. A document can only hold
--- json.null where the text spells "null"; most API bodies never do, and
--- string.find skips the walk over every table (on a 34 KB page, about as
--- long as the decode itself) at C speed. A "null" inside a string only
--- costs the walk, never correctness.
-function M.decode_json(text)
-  local doc, why = json.decode(text)
-  if doc == nil then return nil, why end
-  if type(doc) == "table" and text:find("null", 1, true) then strip_nulls(doc) end
-  return doc
+--- The response metadata of a table an API call returned (a decoded
+-- body, a page, a response): { status=, headers=, request_id=,
+-- attempts=, time= }, or nil for a table no call returned.
+---@param t table
+---@return table|nil
+function M.response_of(t)
+  if type(t) ~= "table" then return nil end
+  return responses[t]
+end
+
+--- Records `meta` as the response metadata of `t` (API modules: for a
+-- table they build from a response, such as a page).
+function M.remember(t, meta)
+  if type(t) == "table" and meta then responses[t] = meta end
+  return t
 end
 
 local function is_json(res)
   local ct = res.headers["content-type"]
   return ct and (ct:find("json", 1, true) ~= nil)
-end
-
--- Errors name the path without its query: a query may hold a token.
--- Computed when an error is made, not on every call.
-local function error_path(path)
-  return (path:gsub("%?.*$", ""))
 end
 
 local function backoff(retry)
@@ -270,18 +447,31 @@ local function may_retry(res, err, idempotent, statuses)
   return not err.sent or idempotent
 end
 
--- The transfer options of a call that sets none of its own, one table per
--- (trace, fresh_connect), kept while the client's tracing stays as it
--- was: C reads them during the call and keeps no reference.
-local function shared_perform_opts(st, fresh)
-  local traced = st.log ~= nil
+local function status_set(list)
+  if list == nil then return nil end
+  local set = {}
+  for _, s in ipairs(list) do set[s] = true end
+  return set
+end
+
+-- The transfer options of a call that sets none of its own, kept per
+-- client (and view) while its timeout and tracing stay as they were, one
+-- table per fresh_connect: C reads them during the call and keeps none.
+local function shared_perform_opts(st, tracing, fresh)
   local cache = st.perform_opts
-  if not cache or cache.traced ~= traced then
-    cache = { traced = traced, [true] = { trace = traced, fresh_connect = true },
-              [false] = { trace = traced, fresh_connect = false } }
-    st.perform_opts = cache
+  if not cache or cache.timeout ~= st.timeout or cache.tracing ~= tracing then
+    cache = { timeout = st.timeout, tracing = tracing,
+              [true] = { timeout = st.timeout, trace = tracing, fresh_connect = true },
+              [false] = { timeout = st.timeout, trace = tracing, fresh_connect = false } }
+    rawset(st, "perform_opts", cache)   -- a view's own, not its client's
   end
   return cache[fresh]
+end
+
+-- Errors and log lines name the path without its query (a query may hold
+-- a token); made when one is, not on every call.
+local function error_path(path)
+  return (path:gsub("%?.*$", ""))
 end
 
 local NO_OPTIONS = {}   -- read only: a call without options
@@ -290,6 +480,10 @@ local REQUEST_OPTIONS = { query = true, json = true, body = true, headers = true
                           timeout = true, idempotency_key = true, form = true,
                           sink = true, credentials = true, max_bytes = true,
                           max_retries = true, retry_statuses = true }
+
+-- An HTTP method is a token (RFC 9110); anything else would be a request
+-- line of our making.
+local METHOD = "^[%w!#$%%&'*+%-.^_`|~]+$"
 
 --- client:request(method, path, opts) -> response | nil, err
 -- opts: query, json, body, headers, timeout, idempotency_key, max_retries
@@ -301,9 +495,18 @@ local REQUEST_OPTIONS = { query = true, json = true, body = true, headers = true
 -- max_bytes (this call's response cap).
 -- Responses with status < 400 are returned (a 3xx is data, not an error);
 -- the response is {status=, headers=, body=, json=, time=, bytes=}.
-function methods:request(method, path, opts)
+---@param method string
+---@param path string
+---@param opts table|nil
+---@return table|nil response, table|nil err
+function Client:request(method, path, opts)
+  local st = state(self, "request")
   if type(method) ~= "string" then
     error("bad argument #1 to 'request' (string expected, got " .. type(method) .. ")", 2)
+  end
+  if not method:find(METHOD) then
+    error("bad argument #1 to 'request' (HTTP method expected, got '"
+          .. method:gsub("[^%w]", "?") .. "')", 2)
   end
   if type(path) ~= "string" then
     error("bad argument #2 to 'request' (string expected, got " .. type(path) .. ")", 2)
@@ -318,14 +521,11 @@ function methods:request(method, path, opts)
     end
   end
   method = method:upper()
-  local st = core.client_state(self)
   local url = build_url(st.base_url, path, opts.query)
-  if st.refuse then   -- inside nginx, where this phase cannot wait
-    local refused = st.refuse()
-    if refused then
-      refused.method, refused.path, refused.attempts = method, error_path(path), 0
-      return nil, refused
-    end
+  local refused = st.host.refuse()
+  if refused then   -- inside nginx, where this phase cannot wait
+    refused.method, refused.path, refused.attempts = method, error_path(path), 0
+    return nil, refused
   end
 
   local headers = st.call_headers
@@ -351,69 +551,83 @@ function methods:request(method, path, opts)
   end
   if idem_key ~= nil then headers["Idempotency-Key"] = tostring(idem_key) end
   local idempotent = IDEMPOTENT[method] == true or idem_key ~= nil
-  local statuses
-  if opts.retry_statuses ~= nil then
-    if type(opts.retry_statuses) ~= "table" then
-      error("bad option 'retry_statuses' to 'request' (array of statuses expected)", 2)
-    end
-    statuses = {}
-    for _, s in ipairs(opts.retry_statuses) do statuses[s] = true end
+  if opts.retry_statuses ~= nil and type(opts.retry_statuses) ~= "table" then
+    error("bad option 'retry_statuses' to 'request' (array of statuses expected)", 2)
   end
+  local statuses = status_set(opts.retry_statuses or st.retry_statuses)
   local max_retries = opts.max_retries
   if max_retries == nil then
     max_retries = st.max_retries
-  elseif not (type(max_retries) == "number" and max_retries >= 0 and max_retries % 1 == 0) then
+  elseif not check_count(max_retries) then
     error("bad option 'max_retries' to 'request' (non-negative integer expected)", 2)
   end
   -- libcurl resends a request by itself when a reused connection dies
   -- before any reply; a call that must not run twice gets a connection of
   -- its own, so that can never happen to it.
+  local tracing = st.level >= LOG_LEVELS.debug
   local perform_opts
   if opts.timeout == nil and opts.form == nil and opts.sink == nil
      and opts.credentials == nil and opts.max_bytes == nil then
-    perform_opts = shared_perform_opts(st, not idempotent)
+    perform_opts = shared_perform_opts(st, tracing, not idempotent)
   else
-    perform_opts = { timeout = opts.timeout, trace = st.log ~= nil, form = opts.form,
+    perform_opts = { timeout = opts.timeout or st.timeout, trace = tracing, form = opts.form,
                      sink = opts.sink, credentials = opts.credentials,
                      max_bytes = opts.max_bytes, fresh_connect = not idempotent }
   end
 
+  local started = st.host.clock()
   local attempt = 0
   while true do
     attempt = attempt + 1
     if st.limiter then st.limiter:acquire() end
     if opts.sink and attempt > 1 then os.remove(opts.sink) end
-    local res, err = (st.perform or self.perform)(self, method, url, headers, body, perform_opts)
-    if st.log then trace(self, st, attempt, method, url, res, err, opts.credentials == false) end
+    local res, err = st.perform(st.handle, method, url, headers, body, perform_opts)
+    if tracing then trace(st, attempt, method, url, res, err, opts.credentials == false) end
+    local meta
+    if res then
+      meta = { status = res.status, headers = res.headers, attempts = attempt,
+               request_id = res.headers["x-request-id"] or res.headers["request-id"] }
+    end
     if res and res.status < 400 then
       res.trace_request, res.trace_response = nil, nil
+      meta.time = st.host.clock() - started
+      if st.level == LOG_LEVELS.info then summary(st, method, error_path(path), meta) end
       if res.body ~= "" and is_json(res) then
-        local doc, why = M.decode_json(res.body)
+        local doc, why = json.decode(res.body)
         if doc == nil then
           return nil, errors.new{ kind = "decode", code = "invalid_json",
             status = res.status, message = "response is not valid JSON: " .. tostring(why),
             method = method, path = error_path(path), attempts = attempt,
-            request_id = res.headers["x-request-id"] or res.headers["request-id"] }
+            request_id = meta.request_id }
         end
         res.json = doc
+        M.remember(doc, meta)
       end
-      return res
+      return M.remember(res, meta)
     end
     if res then
-      err = errors.from_response(res, function(s) return self:redact(s) end, st.clock())
+      err = errors.from_response(res, function(s) return st.handle:redact(s) end, st.host.now(),
+                                 st.error_parser)
     end
     err.trace_request, err.trace_response = nil, nil
     err.retryable = may_retry(res, err, idempotent, statuses)
     err.method, err.path, err.attempts = method, error_path(path), attempt
-    if not err.retryable or attempt > max_retries then return nil, err end
-    if err.retry_after and err.retry_after > M.RETRY_AFTER_MAX then return nil, err end
-    st.sleep(err.retry_after or backoff(attempt))
+    local final = not err.retryable or attempt > max_retries
+                  or (err.retry_after and err.retry_after > M.RETRY_AFTER_MAX)
+    if final then
+      if st.level == LOG_LEVELS.info then
+        summary(st, method, err.path, { status = err.status, attempts = attempt,
+                time = st.host.clock() - started, request_id = err.request_id }, err)
+      end
+      return nil, err
+    end
+    st.host.sleep(err.retry_after or backoff(attempt))
   end
 end
 
 for _, verb in ipairs{ "get", "post", "put", "patch", "delete", "head" } do
   local upper = verb:upper()
-  methods[verb] = function(self, path, opts) return self:request(upper, path, opts) end
+  Client[verb] = function(self, path, opts) return self:request(upper, path, opts) end
 end
 
 return M

@@ -4,6 +4,8 @@
 -- prints as one line, can be raised with error() and caught with pcall.
 -- Fields: kind, code, status, message, request_id, retryable, retry_after,
 -- attempts, method, path (and, where the API sent them, details, missing).
+-- This file knows no API: each API module brings the parser of its own
+-- error bodies (from_response's `parse`).
 local core = require "bearer.core"
 local json = require "bearer.json"
 
@@ -25,13 +27,25 @@ local STATUS_KIND = {
   [504] = "timeout",
 }
 
+local function is_status(v)
+  return type(v) == "number" and v % 1 == 0 and v >= 100 and v <= 999
+end
+
 --- The kind an HTTP status maps to (5xx other than 504 are `server`,
 -- other 4xx are `validation`: the request itself was refused).
+---@param status integer
+---@return string
 function M.kind_for_status(status)
+  if not is_status(status) then
+    error("bad argument #1 to 'kind_for_status' (HTTP status expected, got "
+          .. (type(status) == "number" and tostring(status) or type(status)) .. ")", 2)
+  end
   return STATUS_KIND[status] or (status >= 500 and "server") or "validation"
 end
 
 --- Makes `fields` an error object; `kind` is required.
+---@param fields table
+---@return table
 function M.new(fields)
   if type(fields) ~= "table" then
     error("bad argument #1 to 'new' (table expected, got " .. type(fields) .. ")", 2)
@@ -52,69 +66,39 @@ local function first_line(text, limit)
   return line
 end
 
--- FastAPI's 422 body: {"detail": [{"loc": [...], "msg": "...", "type": "..."}]}
-local function fastapi_message(detail)
-  local parts = {}
-  for _, item in ipairs(detail) do
-    if type(item) == "table" then
-      local loc = {}
-      if type(item.loc) == "table" then
-        for _, p in ipairs(item.loc) do loc[#loc + 1] = tostring(p) end
-      end
-      local where = #loc > 0 and (table.concat(loc, ".") .. ": ") or ""
-      parts[#parts + 1] = where .. tostring(item.msg or item.type or "invalid")
-    end
-  end
-  return table.concat(parts, "; ")
-end
-
-local function str(v)
+--- A non-empty string, else nil: for reading optional fields of a body.
+function M.text(v)
   return type(v) == "string" and v ~= "" and v or nil
 end
+local text = M.text
 
--- Reads code and message from the error bodies both APIs send:
---   Overten   {"success": false, "error": "invalid_api_key", "message": "..."}
---   Optiverse (undocumented) {"error": {"code": "AUTH002", "message": "..."}},
---             or {"code": "AUTH002", "message": "..."}
---   FastAPI   {"detail": [...]} or {"detail": "..."}
--- Returns code, message, extra fields.
-local function parse_body(doc)
-  local code, message
-  local extra = {}
-  if type(doc.error) == "table" then
-    code = str(doc.error.code) or str(doc.error.type)
-    message = str(doc.error.message) or str(doc.error.msg)
-  else
-    code = str(doc.error)
-  end
-  code = code or str(doc.code) or str(doc.error_code)
-  message = message or str(doc.message) or str(doc.error_description)
-  if type(doc.detail) == "table" then
-    message = message or fastapi_message(doc.detail)
-    extra.details = doc.detail
-  elseif str(doc.detail) then
-    message = message or doc.detail
-  end
-  if type(doc.missing) == "table" then extra.missing = doc.missing end
-  if type(doc.error) == "table" and type(doc.error.missing) == "table" then
-    extra.missing = doc.error.missing
-  end
-  return code, message, extra
+-- The conventions most JSON APIs share: {"error": "<code>", "message":
+-- "..."} or {"code": "...", "message": "..."}. An API module whose bodies
+-- say more passes its own parser (it lives with the module).
+local function generic_body(doc)
+  if type(doc) ~= "table" then return {} end
+  return { code = text(doc.error) or text(doc.code) or text(doc.error_code),
+           message = text(doc.message) or text(doc.error_description) }
 end
 
---- Seconds to wait from a Retry-After value (delta seconds or HTTP date),
--- nil when absent or unreadable. `now` is the client's clock.
+--- Seconds to wait from a Retry-After value: delta seconds (digits only,
+-- RFC 9110) or an HTTP date; nil when absent or anything else. `now` is
+-- the client's wall clock.
+---@param value string|nil
+---@param now number
+---@return number|nil
 function M.retry_after_seconds(value, now)
   if type(value) ~= "string" then return nil end
-  local n = tonumber(value)
-  if n then return n >= 0 and n or nil end
+  local digits = value:match("^%s*(%d+)%s*$")
+  if digits then return tonumber(digits) end
+  if not value:find("%a") then return nil end   -- a date names its month
   local t = core.parse_http_date(value)
   if t then return math.max(0, t - now) end
   return nil
 end
 
--- Every string inside v redacted (server-sent structures such as FastAPI's
--- `detail`, whose `input` may echo a header).
+-- Every string inside v redacted (server-sent structures such as a
+-- validation error list, whose items may echo a header).
 local function redact_deep(v, redact)
   if type(v) == "string" then return redact(v) end
   if type(v) ~= "table" then return v end
@@ -123,30 +107,60 @@ local function redact_deep(v, redact)
   return out
 end
 
+local function same(s) return s end
+
 --- An error object for a response with status >= 400.
--- `redact` hides the client's credential in anything the server sent.
-function M.from_response(res, redact, now)
+-- `redact` hides the client's credential in anything the server sent;
+-- `now` is the wall clock (Retry-After dates); `parse(doc, body)` reads
+-- the API's error body (doc: the decoded JSON table, or nil) into
+-- { code=, message=, kind=, details=, missing= }, every field optional;
+-- without it, the generic conventions are read.
+---@param res { status: integer, headers: table|nil, body: string|nil }
+---@param redact (fun(s: string): string)|nil
+---@param now number|nil
+---@param parse (fun(doc: table|nil, body: string): table)|nil
+---@return table
+function M.from_response(res, redact, now, parse)
+  if type(res) ~= "table" then
+    error("bad argument #1 to 'from_response' (table expected, got " .. type(res) .. ")", 2)
+  end
+  if not is_status(res.status) then
+    error("bad argument #1 to 'from_response' (response with an HTTP status expected)", 2)
+  end
+  if res.headers ~= nil and type(res.headers) ~= "table" then
+    error("bad argument #1 to 'from_response' (headers must be a table)", 2)
+  end
+  if res.body ~= nil and type(res.body) ~= "string" then
+    error("bad argument #1 to 'from_response' (body must be a string)", 2)
+  end
+  if redact ~= nil and type(redact) ~= "function" then
+    error("bad argument #2 to 'from_response' (function expected, got " .. type(redact) .. ")", 2)
+  end
+  if now ~= nil and type(now) ~= "number" then
+    error("bad argument #3 to 'from_response' (number expected, got " .. type(now) .. ")", 2)
+  end
+  if parse ~= nil and type(parse) ~= "function" then
+    error("bad argument #4 to 'from_response' (function expected, got " .. type(parse) .. ")", 2)
+  end
+  redact = redact or same
   local status = res.status
   local headers = res.headers or {}
   local body = res.body or ""
-  local code, message, extra
   local doc = json.decode(body)
-  if type(doc) == "table" then
-    code, message, extra = parse_body(doc)
-  else
-    extra = {}
-    if body:find("%S") then message = first_line(body, 200) end
-  end
+  local f = (parse or generic_body)(type(doc) == "table" and doc or nil, body) or {}
+  local message = f.message
+  if message == nil and body:find("%S") then message = first_line(body, 200) end
   local err = {
-    kind = M.kind_for_status(status),
+    kind = M.kinds[f.kind] and f.kind or M.kind_for_status(status),
     status = status,
-    code = code or ("http_" .. status),
+    code = f.code or ("http_" .. status),
     message = redact(message or ("HTTP " .. status)),
     request_id = headers["x-request-id"] or headers["request-id"],
-    retry_after = M.retry_after_seconds(headers["retry-after"], now),
+    retry_after = M.retry_after_seconds(headers["retry-after"], now or os.time()),
     body = redact(body:sub(1, 65536)),
+    details = f.details ~= nil and redact_deep(f.details, redact) or nil,
+    missing = f.missing ~= nil and redact_deep(f.missing, redact) or nil,
   }
-  for k, v in pairs(extra) do err[k] = redact_deep(v, redact) end
   return core.error_new(err)
 end
 

@@ -10,8 +10,13 @@
 -- generic-for cannot return one). Argument values the API would refuse are
 -- checked here first, so a bad call costs no request of a rate-limited key.
 local bearer = require "bearer"
+local check = require "bearer.check"
+local client = require "bearer.client"
+local endpoint = require "bearer.endpoint"
+local endpoints = require "bearer.optiverse.endpoints"
 local errors = require "bearer.error"
 local json = require "bearer.json"
+local watch = require "bearer.watch"
 
 local M = {}
 local Client = {}
@@ -20,8 +25,8 @@ Client.__index = Client
 M.DEFAULT_BASE_URL = "https://api.optiverse.ai/external-api"
 M.POLL_INTERVAL = 180        -- the documented limit: one request per 3 minutes
 M.MAX_BACKOFF = 3600         -- the watcher's longest wait after failures (Retry-After aside)
-M.RECORDS_LIMIT = 100
-M.SUMMARIES_LIMIT = 50
+M.RECORDS_LIMIT = endpoints.RECORDS_LIMIT
+M.SUMMARIES_LIMIT = endpoints.SUMMARIES_LIMIT
 
 --- The documented error codes and the kind each one means; a code in the
 -- body wins over the HTTP status (which is only the fallback).
@@ -31,16 +36,13 @@ M.CODE_KIND = {
 }
 
 local SUMMARY_TYPES = { structured = true, unstructured = true }
--- Failures a watcher waits out instead of raising.
-local TRANSIENT = { server = true, timeout = true, connection = true, rate_limit = true }
 
 -- {====================================================== errors
 
--- The core already reads {"error":{"code":..}}, {"code":..} and
--- {"error":"CODE"}; these are the other shapes an undocumented body may take.
-local function code_in_body(body)
+-- The shapes an undocumented body may take beyond {"error":{"code":..}},
+-- {"code":..} and {"error":"CODE"}.
+local function code_in_body(doc, body)
   if type(body) ~= "string" or body == "" then return nil end
-  local doc = json.decode(body)
   if type(doc) == "table" then
     local e = doc.error
     local candidates = {
@@ -60,156 +62,61 @@ local function code_in_body(body)
   end
 end
 
---- Gives an HTTP error object the kind its Optiverse code means (errors
--- without a status, such as transport failures, are left as they are).
+--- Reads Optiverse's error bodies (bearer.error.from_response's `parse`;
+-- the notes do not show them, so every likely shape): the code, the
+-- message, and the kind the code means, which wins over the HTTP status.
+---@param doc table|nil
+---@param body string
+---@return table fields
+function M.parse_error(doc, body)
+  local text, f = errors.text, {}
+  if type(doc) == "table" then
+    local e = doc.error
+    if type(e) == "table" then
+      f.code, f.message = text(e.code) or text(e.type), text(e.message) or text(e.msg)
+    else
+      f.code = text(e)
+    end
+    f.code = f.code or text(doc.code) or text(doc.error_code)
+    f.message = f.message or text(doc.message)
+  end
+  f.code = f.code or code_in_body(doc, body)
+  f.kind = M.CODE_KIND[f.code]
+  return f
+end
+
+--- Gives an HTTP error object made without the parser the code, message
+-- and kind its Optiverse body means (errors without a status, such as
+-- transport failures, are left as they are).
 function M.classify(err)
   if not errors.is(err) or not err.status then return err end
   if type(err.code) ~= "string" or err.code:match("^http_%d+$") then
-    err.code = code_in_body(err.body) or err.code
+    local f = M.parse_error(json.decode(err.body or ""), err.body)
+    if f.code then err.code, err.message = f.code, f.message or err.message end
   end
   err.kind = M.CODE_KIND[err.code] or err.kind
   return err
 end
 
-local function invalid(name, why)
-  return errors.new{ kind = "validation", code = "invalid_argument", argument = name,
-                     message = name .. " " .. why }
-end
-
 -- }======================================================
 
--- {====================================================== argument checks
+-- {====================================================== dates
 
-local function days_from_civil(y, m, d)
-  -- Howard Hinnant's algorithm; math.floor keeps it LuaJIT-compatible (no //).
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = math.floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
-local function days_in_month(y, m)
-  if m == 2 then
-    return (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) and 29 or 28
-  end
-  return (m == 4 or m == 6 or m == 9 or m == 11) and 30 or 31
-end
-
---- Parses `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)` into UTC
--- epoch seconds; the second value is true for a date alone. nil when the
--- text is anything else or a field is out of range.
-function M.parse_time(s)
-  if type(s) ~= "string" then return nil end
-  local y, mo, d, rest = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
-  if not y then return nil end
-  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
-  if mo < 1 or mo > 12 or d < 1 or d > days_in_month(y, mo) then return nil end
-  local day = days_from_civil(y, mo, d) * 86400
-  if rest == "" then return day, true end
-  local h, mi, sec, frac, zone = rest:match("^T(%d%d):(%d%d):(%d%d)(%.?%d*)(.*)$")
-  if not h then return nil end
-  if frac ~= "" and not frac:match("^%.%d%d?%d?%d?%d?%d?%d?%d?%d?$") then return nil end
-  h, mi, sec = tonumber(h), tonumber(mi), tonumber(sec)
-  if h > 23 or mi > 59 or sec > 59 then return nil end
-  local offset = 0
-  if zone ~= "Z" then
-    local sign, oh, om = zone:match("^([+-])(%d%d):(%d%d)$")
-    if not sign then return nil end
-    oh, om = tonumber(oh), tonumber(om)
-    if oh > 23 or om > 59 then return nil end
-    offset = (sign == "-" and -1 or 1) * (oh * 3600 + om * 60)
-  end
-  return day + h * 3600 + mi * 60 + sec + (tonumber("0" .. frac) or 0) - offset, false
-end
+--- Parses an ISO 8601 date or date-time into UTC epoch seconds (and true
+-- for a date alone): bearer.check's, the form this API takes.
+M.parse_time = check.parse_time
+M.is_uuid = check.is_uuid
 
 --- Formats epoch seconds as the ISO 8601 UTC form the API itself uses.
+---@param t number
+---@return string
 function M.format_time(t)
+  -- os.date takes years 0..9999 everywhere; beyond, or not finite, it fails inside
+  if type(t) ~= "number" or not (t >= -62167219200 and t < 253402300800) then
+    error("bad argument #1 to 'format_time' (epoch seconds of years 0 to 9999 expected, got "
+          .. (type(t) == "number" and tostring(t) or type(t)) .. ")", 2)
+  end
   return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t))
-end
-
-local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
-function M.is_uuid(s) return type(s) == "string" and s:match(UUID) ~= nil end
-
-local RECORD_FILTERS = { limit = "number", offset = "number", dateFrom = "string",
-                         dateTo = "string" }
-local SUMMARY_FILTERS = { protocolId = "string", recordId = "string", limit = "number",
-                          offset = "number", dateFrom = "string", dateTo = "string",
-                          type = "string" }
-
--- Caller mistakes (a table expected, an unknown filter, a wrong type) raise
--- at the caller of the public method: `level` counts from here.
-local function check_types(fname, filters, spec, level)
-  if filters == nil then return {} end
-  if type(filters) ~= "table" then
-    error(("bad argument #1 to '%s' (table expected, got %s)"):format(fname, type(filters)),
-          level + 1)
-  end
-  for name, value in pairs(filters) do
-    local want = spec[name]
-    if not want then
-      error(("bad option '%s' to '%s' (unknown filter)"):format(tostring(name), fname), level + 1)
-    end
-    if type(value) ~= want then
-      error(("bad option '%s' to '%s' (%s expected, got %s)")
-            :format(name, fname, want, type(value)), level + 1)
-    end
-  end
-  if filters.type ~= nil and not SUMMARY_TYPES[filters.type] then
-    error(("bad option 'type' to '%s' ('structured' or 'unstructured' expected, got '%s')")
-          :format(fname, filters.type), level + 1)
-  end
-  return filters
-end
-
-local function integer_in(v, min, max)
-  return v % 1 == 0 and v >= min and v <= max
-end
-
---- The query for `filters` (already type-checked), or nil and a
--- `validation` error naming the first bad parameter.
-local function build_query(filters, max_limit)
-  local q = {}
-  if filters.limit ~= nil then
-    if not integer_in(filters.limit, 1, max_limit) then
-      return nil, invalid("limit", "must be an integer from 1 to " .. max_limit
-                          .. " (got " .. tostring(filters.limit) .. ")")
-    end
-    q.limit = ("%d"):format(filters.limit)
-  end
-  if filters.offset ~= nil then
-    if not integer_in(filters.offset, 0, 2 ^ 53) then
-      return nil, invalid("offset", "must be an integer >= 0 (got " .. tostring(filters.offset) .. ")")
-    end
-    q.offset = ("%d"):format(filters.offset)
-  end
-  local from, to
-  for _, name in ipairs{ "dateFrom", "dateTo" } do
-    local v = filters[name]
-    if v ~= nil then
-      local t, date_only = M.parse_time(v)
-      if not t then
-        return nil, invalid(name, "must be an ISO 8601 date (YYYY-MM-DD) or date-time "
-                            .. "(YYYY-MM-DDTHH:MM:SS[.fff]Z or ±HH:MM), got '" .. v .. "'")
-      end
-      if name == "dateFrom" then from = t
-      else to = date_only and t + 86399 or t end
-      q[name] = v
-    end
-  end
-  if from and to and from > to then
-    return nil, invalid("dateFrom", "must not be after dateTo")
-  end
-  for _, name in ipairs{ "protocolId", "recordId" } do
-    local v = filters[name]
-    if v ~= nil then
-      if not M.is_uuid(v) then return nil, invalid(name, "must be a UUID (got '" .. v .. "')") end
-      q[name] = v
-    end
-  end
-  return q
 end
 
 -- }======================================================
@@ -263,12 +170,12 @@ function M.client(opts)
   local http_opts = {}
   for k, v in pairs(opts) do http_opts[k] = v end
   http_opts.api_key, http_opts.key, http_opts.base_url = nil, key, base_url
-  local http = bearer.client(http_opts)
+  http_opts.error_parser = M.parse_error
+  local http = client.new(http_opts, 2)
   return setmetatable({
     http = http,
     _key = key,
     _owned_key = owned,
-    _clock = opts.clock,     -- nil: wall clock for dates, monotonic for spacing
     _templates = nil,        -- protocolId (lower case) -> template, once fetched
   }, Client)
 end
@@ -280,35 +187,45 @@ function Client:close()
 end
 Client.__close = Client.close
 
+--- c:with_options{ timeout=, max_retries=, headers=, retry_statuses= }: a
+-- light view sharing this client's connection, key and limits, with
+-- other per-call settings (bearer.client's with_options).
+---@param opts table
+---@return table
+function Client:with_options(opts) return client.api_view(self, opts) end
+
 function Client:key() return self._key end
 
--- One GET; the decoded body if it has the success envelope's `data` array.
-local function get(http, path, query, opts)
-  local res, err = http:get(path, { query = query, max_retries = opts and opts.max_retries })
-  if not res then return nil, M.classify(err) end
+-- The transport of every declared endpoint: one GET whose body must have
+-- the success envelope's `data` array.
+local function call(self, method, path, ropts)
+  local res, err = self.http:request(method, path, ropts)
+  if not res then return nil, err end
   local doc = res.json
   if type(doc) ~= "table" or type(doc.data) ~= "table" then
     return nil, errors.new{ kind = "decode", code = "unexpected_response", status = res.status,
-      method = "GET", path = path,
+      method = method, path = path,
       message = "response has no data array ("
-                .. http:redact((res.body or ""):sub(1, 100)) .. ")" }
+                .. self.http:redact((res.body or ""):sub(1, 100)) .. ")" }
   end
   return doc
 end
 
---- One page of records: the response `{success, data, pagination}`, or nil, err.
+--- c:records_page{ dateFrom=, dateTo=, limit=, offset= } -> { success, data, pagination } | nil, err
 -- Without `limit` the API's default (50) applies.
-function Client:records_page(filters)
-  filters = check_types("records_page", filters, RECORD_FILTERS, 2)
-  local q, err = build_query(filters, M.RECORDS_LIMIT)
-  if not q then return nil, err end
-  return get(self.http, "/v1/list-records", q)
-end
+Client.records_page = endpoint.method(endpoints.records_page, call)
+
+--- for rec in ov:records{ dateFrom=, dateTo=, limit= (page size, default
+-- 100), offset= (where to start) } do ... end -- raises a failed page's error.
+Client.records = endpoint.method(endpoints.records, call)
+
+local raw_templates = endpoint.method(endpoints.templates, call)
 
 --- Every template the key can see (an array), or nil, err. Refreshes the
 -- cache that summaries use to pick their endpoint.
+---@return table|nil, table|nil
 function Client:templates()
-  local doc, err = get(self.http, "/v1/protocol-templates")
+  local doc, err = raw_templates(self)
   if not doc then return nil, err end
   local by_id = {}
   for _, t in ipairs(doc.data) do
@@ -317,22 +234,21 @@ function Client:templates()
     end
   end
   self._templates = by_id
-  return doc.data
+  return endpoint.carry(doc, doc.data)
 end
 
 --- One template by protocolId (cached after the first lookup), or nil, err
 -- (`not_found`, code `unknown_template`, when the key cannot see it).
+---@param protocol_id string
+---@return table|nil, table|nil
 function Client:template(protocol_id)
-  if type(protocol_id) ~= "string" then
-    error("bad argument #1 to 'template' (string expected, got " .. type(protocol_id) .. ")", 2)
-  end
-  if not M.is_uuid(protocol_id) then
-    return nil, invalid("protocolId", "must be a UUID (got '" .. protocol_id .. "')")
-  end
+  if type(protocol_id) ~= "string" then check.bad_arg(1, "template", "string", type(protocol_id)) end
+  local ok, err = check.field("template", "protocolId", protocol_id, { "uuid" }, 1)
+  if not ok then return nil, err end
   local id = protocol_id:lower()
   -- A miss refreshes once: the template may have been created since.
   if not (self._templates and self._templates[id]) then
-    local ok, err = self:templates()
+    ok, err = self:templates()
     if not ok then return nil, err end
   end
   local t = self._templates[id]
@@ -343,8 +259,8 @@ function Client:template(protocol_id)
   return t
 end
 
--- The summaries path for validated `filters`: from `type`, else the template.
-local function summaries_path(self, filters)
+-- The summaries endpoint's kind: `type` when given, else the template's.
+local function summary_kind(self, filters)
   local kind = filters.type
   if not kind then
     local t, err = self:template(filters.protocolId)
@@ -356,98 +272,48 @@ local function summaries_path(self, filters)
                   .. "'; pass type = 'structured' or 'unstructured'" }
     end
   end
-  return "/v1/summaries/" .. kind
-end
-
-local function summaries_query(filters)
-  if filters.protocolId == nil then return nil, invalid("protocolId", "is required") end
-  return build_query(filters, M.SUMMARIES_LIMIT)
+  return { kind = kind }
 end
 
 --- One page of summaries for a template: `{success, data, pagination}`, or
 -- nil, err. Without `limit` the API's default (20) applies.
-function Client:summaries_page(filters)
-  filters = check_types("summaries_page", filters, SUMMARY_FILTERS, 2)
-  local q, err = summaries_query(filters)
-  if not q then return nil, err end
-  local path
-  path, err = summaries_path(self, filters)
-  if not path then return nil, err end
-  return get(self.http, path, q)
-end
-
--- }======================================================
-
--- {====================================================== iterators
-
--- A generic-for iterator over every item of an offset-paged listing. Pages
--- advance by what arrived (not by `limit`); the walk ends on hasMore ==
--- false, on offset + #data >= total, or on an empty page. Items sharing a
--- recordId are yielded once: the lists are newest first, so an insert
--- during the walk shifts an item already seen onto the next page.
-local function walk(fetch, query)
-  local offset = tonumber(query.offset) or 0
-  local buf, i, done, seen = {}, 0, false, {}
-  return function()
-    while true do
-      i = i + 1
-      local item = buf[i]
-      if item ~= nil then
-        local id = type(item) == "table" and item.recordId
-        if not id then return item end
-        if not seen[id] then seen[id] = true; return item end
-      elseif done then
-        return nil
-      else
-        query.offset = ("%d"):format(offset)
-        local doc, err = fetch(query)
-        if not doc then done = true; error(err) end
-        buf, i = doc.data, 0
-        local p = type(doc.pagination) == "table" and doc.pagination or {}
-        local total = tonumber(p.total)
-        done = #buf == 0 or p.hasMore == false or (total ~= nil and offset + #buf >= total)
-        offset = offset + #buf
-      end
-    end
-  end
-end
-
---- for rec in ov:records{ dateFrom=, dateTo=, limit= (page size, default
--- 100), offset= (where to start) } do ... end -- raises a failed page's error.
-function Client:records(filters)
-  filters = check_types("records", filters, RECORD_FILTERS, 2)
-  local q, err = build_query(filters, M.RECORDS_LIMIT)
-  if not q then error(err) end
-  q.limit = q.limit or ("%d"):format(M.RECORDS_LIMIT)
-  local http = self.http
-  return walk(function(query) return get(http, "/v1/list-records", query) end, q)
-end
+Client.summaries_page = endpoint.method(endpoints.summaries("summaries_page", nil, summary_kind), call)
 
 --- for s in ov:summaries{ protocolId=, recordId=, dateFrom=, dateTo=,
 -- limit= (default 50), offset=, type= } do ... end -- the endpoint follows
 -- the template's summaryType unless `type` is given.
-function Client:summaries(filters)
-  filters = check_types("summaries", filters, SUMMARY_FILTERS, 2)
-  local q, err = summaries_query(filters)
-  if not q then error(err) end
-  q.limit = q.limit or ("%d"):format(M.SUMMARIES_LIMIT)
-  local path
-  return walk(function(query)
-    if not path then
-      local e
-      path, e = summaries_path(self, filters)
-      if not path then return nil, e end
-    end
-    return get(self.http, path, query)
-  end, q)
+Client.summaries = endpoint.method(endpoints.summaries("summaries", "offset", summary_kind), call)
+
+-- }======================================================
+
+-- {====================================================== watching
+
+--- for rec in ov:watch_records{ since=, interval=180, max_polls=,
+-- until_time=, ... } do ... end: new records as they appear, polled
+-- within Optiverse's limit (bearer.watch).
+---@param opts table|nil
+---@return fun(): table|nil
+function Client:watch_records(opts)
+  local iterator = watch.new(self, opts, {
+    fname = "watch_records", api = "Optiverse", interval = M.POLL_INTERVAL, max_backoff = M.MAX_BACKOFF,
+    name = "optiverse-watch", id = "recordId", time = "createdAt",
+    format_time = M.format_time,
+    query = function(since, limit)
+      local ok, err = check.fields("watch_records", { dateFrom = since, limit = limit },
+                                   endpoints.RECORD_FILTERS, nil, 3)
+      if not ok then return nil, err end
+      return { dateFrom = since, limit = limit }
+    end,
+    -- the watcher spaces and retries its polls itself
+    fetch = function(query)
+      return call(self, "GET", "/v1/list-records", { query = query, max_retries = 0 })
+    end,
+  })
+  return iterator   -- not a tail call: watch's raises count this frame
 end
 
 -- }======================================================
 
 M.Client = Client
--- The watcher lives in its own file; it shares these private helpers.
-require("bearer.optiverse.watch").install(M, Client, {
-  invalid = invalid, build_query = build_query, get = get, TRANSIENT = TRANSIENT,
-})
 
 return M

@@ -1,14 +1,24 @@
 --- bearer.ratelimit: "at most `requests` per `per` seconds", by waiting.
 --
--- A limiter hands out start times: acquire() books the earliest slot that
--- keeps every window of `per` seconds at `requests` or fewer, then sleeps
--- until it. Booking before sleeping keeps the limit when several callers
--- share one limiter and sleep concurrently (coroutines in nginx): each one
--- already holds its own slot.
+-- One limiter, one rule, whatever keeps its slots. acquire() books the
+-- earliest start that keeps every window of `per` seconds at `requests`
+-- starts or fewer, with the starts of one window spaced a margin more
+-- than `per` (5 % of `per`, at most 1 s), then sleeps until it. The
+-- margin is there because the API counts from when a request arrives and
+-- the limiter from when it let it go: loopback jitter alone puts two
+-- arrivals closer than two releases, and the API answers 429.
+-- Booking before sleeping keeps the limit when several callers share one
+-- limiter and sleep concurrently (coroutines in nginx): each one already
+-- holds its own slot.
 --
--- Anything with an acquire() method can stand in for a limiter (the nginx
--- integration shares one across workers).
-local core = require "bearer.core"
+-- Where the slots live is the store's business: a table of this process
+-- (default), or a store shared wider (bearer.ngx: every worker of an
+-- nginx through the shared dict). A store has one method,
+-- `update(fn)`: it runs fn(slots) atomically over its slots and returns
+-- what fn returns; a store shared between processes also brings the
+-- `clock` they share. Anything with an acquire() method can stand in for a
+-- limiter.
+local host = require "bearer.host"
 
 local M = {}
 local Limiter = {}
@@ -16,7 +26,19 @@ Limiter.__index = Limiter
 
 local function positive(v) return type(v) == "number" and v > 0 and v == v and v < math.huge end
 
---- bearer.ratelimit.new{ requests = N, per = seconds [, clock =, sleep = ] }
+--- The spacing added to `per` (seconds).
+---@param per number
+---@return number
+function M.margin(per) return math.min(0.05 * per, 1) end
+
+local LocalStore = {}
+LocalStore.__index = LocalStore
+function LocalStore:update(fn) return fn(self.slots) end
+
+--- bearer.ratelimit.new{ requests = N, per = seconds [, clock =, sleep =, store = ] }
+---@param opts { requests: integer, per: number, clock: (fun(): number)|nil,
+---  sleep: (fun(s: number))|nil, store: table|nil }
+---@return table limiter
 function M.new(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'ratelimit' (table expected, got " .. type(opts) .. ")", 2)
@@ -33,24 +55,28 @@ function M.new(opts)
             :format(name, type(opts[name])), 2)
     end
   end
+  local store = opts.store
+  if store ~= nil and not (type(store) == "table" and type(store.update) == "function") then
+    error("bad option 'store' to 'ratelimit' (table with an update method expected)", 2)
+  end
+  local default = host.current()
   return setmetatable({
     requests = opts.requests,
     per = opts.per,
-    clock = opts.clock or core.monotime,
-    sleep = opts.sleep or core.sleep,
-    slots = {},          -- start times of the last `requests` bookings, ascending
+    margin = M.margin(opts.per),
+    clock = opts.clock or (store and store.clock) or default.clock,
+    sleep = opts.sleep or default.sleep,
+    store = store or setmetatable({ slots = {} }, LocalStore),
   }, Limiter)
 end
 
---- The booking rule, shared with the nginx limiter (whose slots live in a
--- shared dict): appends to `slots` (ascending start times, at most
+-- The booking rule: appends to `slots` (ascending start times, at most
 -- `requests` kept) the earliest start at or after `now` that keeps every
--- `per`-second window at `requests` starts or fewer (spaced `margin` more,
--- default 0), and returns it.
-function M.book(slots, now, requests, per, margin)
+-- window at `requests` starts or fewer, spaced by the margin; returns it.
+local function book(slots, now, requests, per, margin)
   local start = now
   if #slots >= requests then
-    start = math.max(now, slots[#slots - requests + 1] + per + (margin or 0))
+    start = math.max(now, slots[#slots - requests + 1] + per + margin)
   end
   slots[#slots + 1] = start
   while #slots > requests do table.remove(slots, 1) end
@@ -58,34 +84,36 @@ function M.book(slots, now, requests, per, margin)
 end
 
 --- Books the next slot; returns the seconds it will wait, without waiting.
+---@return number
 function Limiter:reserve()
   local now = self.clock()
-  return M.book(self.slots, now, self.requests, self.per) - now
+  return self.store:update(function(slots)
+    return book(slots, now, self.requests, self.per, self.margin)
+  end) - now
 end
 
---- Waits for the next slot (through the limiter's sleep).
+--- Waits for the next slot (through the limiter's sleep); returns the wait.
+---@return number
 function Limiter:acquire()
   local wait = self:reserve()
   if wait > 0 then self.sleep(wait) end
   return wait
 end
 
---- A limiter from a client's `rate_limit` option: a spec table or an
--- object with acquire(); the client's clock and sleep are the defaults.
--- `shared(spec)`, when given (inside nginx), builds the limiter instead, so
--- that every worker process keeps the same limit.
-function M.from_option(value, clock, sleep, shared)
+--- A limiter from a client's `rate_limit` option on host `h`: a spec table
+-- `{ requests =, per = }` or an object with acquire(). `name` says which
+-- clients share the slots where the host's store is shared (the same base
+-- URL and key).
+function M.from_option(value, h, name)
   if value == nil then return nil end
   if type(value) == "table" and type(value.acquire) == "function" then return value end
   if type(value) ~= "table" then
     error("bad option 'rate_limit' to 'client' (table expected, got " .. type(value) .. ")", 3)
   end
-  if shared and not value.clock then
-    local limiter = shared(value)
-    if limiter then return limiter end
-  end
+  local store = not value.clock and h.store(name, value.per) or nil
   return M.new{ requests = value.requests, per = value.per,
-                clock = value.clock or clock, sleep = value.sleep or sleep }
+                clock = value.clock or (store and store.clock) or h.clock,
+                sleep = value.sleep or h.sleep, store = store }
 end
 
 return M

@@ -65,6 +65,16 @@ function M:fault(spec) return self:control("POST", "/faults", spec) end
 function M:config(spec) return self:control("POST", "/config", spec) end
 function M:clear_faults() return self:control("DELETE", "/faults") end
 
+--- How many requests under a path prefix (plain text, e.g. "/external-api/")
+-- the emulator saw since the last reset.
+function M:count_under(prefix)
+  local n = 0
+  for _, r in ipairs(self:requests()) do
+    if r.path:sub(1, #prefix) == prefix then n = n + 1 end
+  end
+  return n
+end
+
 --- Every non-control request the emulator saw since the last reset.
 function M:requests(path)
   local all = self:control("GET", "/requests")

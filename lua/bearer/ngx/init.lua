@@ -1,7 +1,8 @@
 --- bearer.ngx: the SDK inside nginx (lua-nginx-module / OpenResty).
 --
--- Loaded by bearer.client when the `ngx` global is present; users call it
--- for the webhook receiver, the shared limiter, and the settings below.
+-- bearer.host picks M.host when the `ngx` global is present: this file is
+-- the one place that knows nginx. Users call it for the webhook receiver,
+-- the shared limiter, and the settings below.
 --
 -- Transfers run in an nginx thread pool (ngx.run_worker_thread): the
 -- request's coroutine yields while a pool thread drives libcurl, so the
@@ -170,19 +171,28 @@ function M.transport(c_opts)
   end
 end
 
---- A limiter shared by every worker of this nginx through the shared
--- dict, for a client's `rate_limit = { requests =, per = }`; nil (and a
--- warning) when the dict is missing.
-function M.client_limiter(name)
-  return function(spec)
-    if not ngx.shared[M.dict] then
-      ngx.log(ngx.WARN, "bearer: lua_shared_dict '", M.dict, "' is missing; the rate limit ",
-              "holds per worker only (nginx.conf: lua_shared_dict ", M.dict, " 1m;)")
-      return nil
-    end
-    return require("bearer.ngx.limiter").new{ name = name, requests = spec.requests, per = spec.per }
+-- A rate-limit store every worker shares; nil (and a warning) when the
+-- shared dict is missing, so the limit holds per worker.
+local function shared_store(name, per)
+  local store = require("bearer.ngx.limiter").store(name, M.dict, per)
+  if not store then
+    ngx.log(ngx.WARN, "bearer: lua_shared_dict '", M.dict, "' is missing; the rate limit ",
+            "holds per worker only (nginx.conf: lua_shared_dict ", M.dict, " 1m;)")
   end
+  return store
 end
+
+--- The host of a client made inside an nginx worker (bearer.host): the
+-- thread-pool transport, waits that yield, limits in the shared dict.
+M.host = {
+  name = "nginx",
+  transport = M.transport,
+  now = core.now,
+  clock = core.monotime,
+  sleep = M.sleep,
+  store = shared_store,
+  refuse = M.refusal,
+}
 
 M.limiter = function(opts) return require("bearer.ngx.limiter").new(opts) end
 M.webhook = function(opts) return require("bearer.ngx.webhook").receive(opts) end

@@ -1,43 +1,17 @@
---- bearer.ngx.limiter: the rate limit of bearer.ratelimit, kept in a
--- lua_shared_dict so that every worker process of an nginx shares it.
+--- bearer.ngx.limiter: a rate-limit store in a lua_shared_dict, so that
+-- every worker process of an nginx shares one bearer.ratelimit limiter.
 --
--- The slots (start times) live in the dict under the limiter's name; a
--- short lock (dict:add, which only one worker can win) makes each booking
--- atomic. Booking before sleeping keeps the limit however many requests of
--- however many workers wait at once.
+-- The rule (booking, margin) is bearer.ratelimit's; this file only keeps
+-- the slots: under the limiter's name in the dict, booked under a short
+-- lock (dict:add, which only one worker can win), timed by ngx.now (the
+-- clock all workers share).
 local ratelimit = require "bearer.ratelimit"
 
 local M = {}
-local Limiter = {}
-Limiter.__index = Limiter
+local Store = {}
+Store.__index = Store
 
 local LOCK_TTL = 2   -- seconds: a worker that dies holding the lock frees it
-
--- A booked start and the moment the API sees the request differ by the
--- timer's and the thread pool's latency, which varies between workers by
--- some milliseconds; spacing slots a little more (5 % of `per`, at most
--- 1 s) keeps the limit as the API counts it.
-local function default_margin(per) return math.min(0.05 * per, 1) end
-
---- bearer.ngx.limiter{ name =, requests =, per = [, dict =, margin = ] }
-function M.new(opts)
-  if type(opts) ~= "table" or type(opts.name) ~= "string" then
-    error("bad argument #1 to 'limiter' (table with a string 'name' expected)", 2)
-  end
-  ratelimit.new{ requests = opts.requests, per = opts.per }   -- same checks
-  local dict_name = opts.dict or require("bearer.ngx").dict
-  local dict = ngx.shared[dict_name]
-  if not dict then
-    error(("bearer: lua_shared_dict '%s' is missing (nginx.conf: lua_shared_dict %s 1m;)")
-          :format(dict_name, dict_name), 2)
-  end
-  if opts.margin ~= nil and not (type(opts.margin) == "number" and opts.margin >= 0) then
-    error("bad option 'margin' to 'limiter' (non-negative number of seconds expected)", 2)
-  end
-  return setmetatable({ dict = dict, key = "bearer:rl:" .. opts.name,
-                        requests = opts.requests, per = opts.per,
-                        margin = opts.margin or default_margin(opts.per) }, Limiter)
-end
 
 local function decode(s)
   local slots = {}
@@ -45,24 +19,53 @@ local function decode(s)
   return slots
 end
 
---- Books the next slot for this nginx; returns the seconds to wait.
-function Limiter:reserve()
+local function now()
+  ngx.update_time()
+  return ngx.now()
+end
+
+--- A store named `name` in dict `dict`; nil when the dict is missing.
+function M.store(name, dict_name, per)
+  local dict = ngx.shared[dict_name]
+  if not dict then return nil end
+  return setmetatable({ dict = dict, key = "bearer:rl:" .. name, per = per, clock = now }, Store)
+end
+
+function Store:update(fn)
   local sleep = require("bearer.ngx").sleep
   local lock = self.key .. ":lock"
   while not self.dict:add(lock, true, LOCK_TTL) do sleep(0.001) end
-  ngx.update_time()
-  local now = ngx.now()
   local slots = decode(self.dict:get(self.key))
-  local start = ratelimit.book(slots, now, self.requests, self.per, self.margin)
-  self.dict:set(self.key, table.concat(slots, ","), self.per + (start - now) + 1)
+  local ok, start = pcall(fn, slots)
+  if ok then
+    -- kept while any slot can still matter: the last one plus a window
+    local ttl = (self.per or 0) + 2 + math.max(0, (slots[#slots] or 0) - now())
+    self.dict:set(self.key, table.concat(slots, ","), ttl)
+  end
   self.dict:delete(lock)
-  return start - now
+  if not ok then error(start, 0) end
+  return start
 end
 
-function Limiter:acquire()
-  local wait = self:reserve()
-  if wait > 0 then require("bearer.ngx").sleep(wait) end
-  return wait
+--- bearer.ngx.limiter{ name =, requests =, per = [, dict = ] }: a limiter
+-- every worker shares.
+function M.new(opts)
+  if type(opts) ~= "table" or type(opts.name) ~= "string" then
+    error("bad argument #1 to 'limiter' (table with a string 'name' expected)", 2)
+  end
+  if opts.margin ~= nil then
+    error("bad option 'margin' to 'limiter' (the margin is bearer.ratelimit's one rule)", 2)
+  end
+  local dict_name = opts.dict or require("bearer.ngx").dict
+  local store = M.store(opts.name, dict_name, opts.per)
+  if not store then
+    error(("bearer: lua_shared_dict '%s' is missing (nginx.conf: lua_shared_dict %s 1m;)")
+          :format(dict_name, dict_name), 2)
+  end
+  local ok, limiter = pcall(ratelimit.new, { requests = opts.requests, per = opts.per,
+                                             store = store, sleep = require("bearer.ngx").sleep })
+  if not ok then error((tostring(limiter):gsub("'ratelimit'", "'limiter'")), 2) end
+  return limiter
 end
 
 return M

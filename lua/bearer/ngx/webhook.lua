@@ -4,13 +4,14 @@
 --     require("bearer.ngx").webhook{ secret = SECRET, handler = function(event) ... end }
 --   }
 --
--- Reads the raw body, checks X-Overten-Signature / X-Overten-Timestamp in
--- C (HMAC-SHA256 over "{timestamp}.{raw body}", constant time), answers at
--- once (200, or 400 for a malformed request, 401 for a bad signature or a
--- stale timestamp), and hands the decoded event to the handler from a
--- timer, after the response, so a slow handler never delays Overten.
-local core = require "bearer.core"
+-- Reads the raw body, has bearer.overten.webhook.verify check it (the one
+-- verifier: repeated signature headers, tolerance, null stripping are its
+-- rules, not this file's), answers at once (200, or 400 for a malformed
+-- request, 401 for a bad signature or a stale timestamp), and hands the
+-- decoded event to the handler from a timer, after the response, so a
+-- slow handler never delays Overten.
 local cjson = require "bearer.json"
+local verifier = require "bearer.overten.webhook"
 
 local M = {}
 
@@ -51,22 +52,23 @@ function M.receive(opts)
   if not (type(secret) == "string" or require("bearer").key.is(secret)) then
     error("bad option 'secret' to 'webhook' (bearer.Key or string expected)", 2)
   end
-  local tolerance = opts.tolerance or 300
+  local tolerance = opts.tolerance
+  if tolerance ~= nil and type(tolerance) ~= "number" then
+    error("bad option 'tolerance' to 'webhook' (number expected, got " .. type(tolerance) .. ")", 2)
+  end
   if ngx.req.get_method() ~= "POST" then
     return answer(405, { error = "method_not_allowed" })
   end
   local body = read_body()
   if body == nil then return answer(400, { error = "malformed", message = "unreadable body" }) end
-  local headers = ngx.req.get_headers()
   ngx.update_time()
-  local ok, err = core.webhook_verify(secret, body, headers["x-overten-signature"],
-                                      headers["x-overten-timestamp"], tolerance, ngx.now())
-  if not ok then
+  local event, err = verifier.verify{ secret = secret, body = body, headers = ngx.req.get_headers(),
+                                      tolerance = tolerance, now = ngx.now() }
+  if not event then
+    if err.kind == "decode" then   -- signed, but not a JSON object
+      return answer(400, { error = "malformed", message = err.message })
+    end
     return answer(err.code == "malformed" and 400 or 401, { error = err.code, message = err.message })
-  end
-  local event = cjson.decode(body)
-  if type(event) ~= "table" then
-    return answer(400, { error = "malformed", message = "body is not a JSON object" })
   end
   local timer_ok, timer_err = ngx.timer.at(0, run_handler, opts.handler, event)
   if not timer_ok then

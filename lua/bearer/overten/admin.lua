@@ -8,18 +8,21 @@
 -- with set_key. With a token_provider it is fetched again when its `exp`
 -- is within 60 s of the client's clock, and once more when a call gets a
 -- 401 (at most one refresh per call: a second 401 is returned).
+--
+-- The endpoints are declared in bearer.overten.endpoints; rotate_key is
+-- bearer.rotation's steps with this API's calls.
 local bearer = require "bearer"
-local core = require "bearer.core"
+local check = require "bearer.check"
+local client = require "bearer.client"
+local endpoint = require "bearer.endpoint"
+local endpoints = require "bearer.overten.endpoints"
 local errors = require "bearer.error"
-local paging = require "bearer.overten.paging"
-local util = require "bearer.overten.util"
+local rotation = require "bearer.rotation"
 
-local M = { REFRESH_BEFORE = 60, TIERS = { free = true, pro = true, enterprise = true } }
+local M = { REFRESH_BEFORE = 60 }
 local Admin = {}
 Admin.__index = Admin
 M.Admin = Admin
-
-local bad_arg, opt, invalid = util.bad_arg, util.opt, util.invalid
 
 local OWN = { firebase_token = true, token_provider = true }
 
@@ -46,14 +49,21 @@ function M.new(opts, level)
     error("bad option '" .. (opts.key and "key" or opts.api_key and "api_key" or "auth")
           .. "' to 'admin' (the admin client authenticates with a Firebase token)", level)
   end
+  if opts.error_parser ~= nil then
+    error("bad option 'error_parser' to 'admin' (the module reads its own errors)", level)
+  end
   local overten = require "bearer.overten"
-  local hopts = {}
-  for k, v in pairs(opts) do if not OWN[k] then hopts[k] = v end end
+  local hopts, options = {}, {}
+  for k, v in pairs(opts) do
+    if not OWN[k] then hopts[k], options[k] = v, v end
+  end
   hopts.base_url = opts.base_url or os.getenv("OVERTEN_BASE_URL") or overten.DEFAULT_BASE_URL
-  local http = overten._new_http(hopts, level)
-  local self = setmetatable({ http = http, provider = provider, options = hopts }, Admin)
-  self.state = core.client_state(http)
-  self.base_url = self.state.base_url
+  options.base_url = hopts.base_url
+  hopts.error_parser = overten.parse_error
+  local http = client.new(hopts, level)
+  -- options: what a client made with a new key (rotate_key) inherits
+  local self = setmetatable({ http = http, provider = provider, options = options }, Admin)
+  self.base_url = http:base_url()
   if token ~= nil then
     if type(token) == "string" then
       token = bearer.key(token, { scheme = "firebase" })   -- raises: the caller handed it over
@@ -69,6 +79,13 @@ function Admin:close()
   if self.owned then self.owned:close() end
 end
 Admin.__close = Admin.close
+
+--- c:with_options{ timeout=, max_retries=, headers=, retry_statuses= }: a
+-- light view sharing this client's connection, key and limits, with
+-- other per-call settings (bearer.client's with_options).
+---@param opts table
+---@return table
+function Admin:with_options(opts) return client.api_view(self, opts) end
 
 -- {====================================================== tokens
 
@@ -117,7 +134,7 @@ local function fresh(self)
   if key == nil then return self:refresh() end
   if self.provider then
     local exp = key:expires_at()
-    if exp and exp - self.state.clock() <= M.REFRESH_BEFORE then return self:refresh() end
+    if exp and exp - self.http:now() <= M.REFRESH_BEFORE then return self:refresh() end
   end
   return true
 end
@@ -135,138 +152,52 @@ local function call(self, method, path, ropts)
     res, err = self.http:request(method, path, ropts)
   end
   if not res then return nil, err end
-  return util.body(res)
+  if res.json ~= nil then return res.json end
+  return true
 end
 
 -- }======================================================
 
 -- {====================================================== endpoints
 
-local function keep_key_secrets(doc)
-  if type(doc) ~= "table" then return doc end
-  local ok, err = util.keep_secret(doc, "secret", "overten")
-  if ok then ok, err = util.keep_secret(doc, "webhook_secret", "webhook") end
-  if not ok then
-    err.key_id, err.org_id = doc.key_id, doc.org_id
-    return nil, err
-  end
-  return doc
-end
-
---- admin:signup{ org_name= | existing_org_id=, tier= "free", key_name= }
--- -> { org_id, key_id, secret (Key), webhook_secret (Key), ... }
-function Admin:signup(opts)
-  if type(opts) ~= "table" then bad_arg(1, "signup", "table", type(opts)) end
-  local name = opt(opts, "org_name", "string", "signup")
-  local existing = opt(opts, "existing_org_id", "string", "signup")
-  local tier = opt(opts, "tier", "string", "signup")
-  local key_name = opt(opts, "key_name", "string", "signup")
-  if (name == nil) == (existing == nil) then
-    return invalid("signup needs exactly one of org_name and existing_org_id")
-  end
-  if name and (#name < 2 or #name > 120) then return invalid("org_name must be 2 to 120 characters") end
-  if tier and not M.TIERS[tier] then return invalid("tier must be free, pro or enterprise (got '%s')", tier) end
-  if key_name and #key_name > 80 then return invalid("key_name must be at most 80 characters") end
-  local doc, err = call(self, "POST", "/signup", { json = opts })
-  if not doc then return nil, err end
-  return keep_key_secrets(doc)
-end
-
-local function keys_path(fname, org_id)
-  return "/organizations/" .. util.segment(fname, 1, org_id) .. "/api-keys"
-end
-
---- admin:create_key(org_id [, { name= }]) -> { key_id, prefix, secret (Key), ... }
--- The name is sent as both `name` and `key_name` (the notes do not say
--- which the API reads; signup uses key_name).
-function Admin:create_key(org_id, opts)
-  local path = keys_path("create_key", org_id)
-  if opts ~= nil and type(opts) ~= "table" then bad_arg(2, "create_key", "table", type(opts)) end
-  opts = opts or {}
-  local name = opt(opts, "name", "string", "create_key")
-  if name and #name > 80 then return invalid("name must be at most 80 characters") end
-  local body = {}
-  for k, v in pairs(opts) do body[k] = v end
-  body.key_name = body.key_name or name
-  local doc, err = call(self, "POST", path, { json = body })
-  if not doc then return nil, err end
-  return keep_key_secrets(doc)
-end
-
---- for item in admin:keys(org_id) do print(item.key_id, item.prefix, item.revoked_at) end
-function Admin:keys(org_id, filters)
-  local path = keys_path("keys", org_id)
-  if filters ~= nil and type(filters) ~= "table" then bad_arg(2, "keys", "table", type(filters)) end
-  local q = util.query(filters or {}, "keys")
-  return paging.new(function(cursor)
-    local query = {}
-    for k, v in pairs(q) do query[k] = v end
-    query.cursor = cursor
-    return call(self, "GET", path, { query = query })
-  end)
-end
-
---- admin:revoke_key(org_id, key_id) -> true | nil, err
-function Admin:revoke_key(org_id, key_id)
-  local path = keys_path("revoke_key", org_id) .. "/" .. util.segment("revoke_key", 2, key_id)
-  return call(self, "DELETE", path)
-end
+endpoint.install(Admin, endpoints.admin, call)
 
 --- admin:rotate_key(org_id, old_key_id [, { name=, deploy = fn(key, info) }]) -> new key info
 -- Mints a key, checks it with GET /verify (and that it belongs to
 -- org_id), hands it to deploy(), then revokes the old key. If the check or
 -- deploy fails (raises, or returns false / nil, err), the new key is
 -- revoked, the old one keeps working, and nil, err comes back.
+---@param org_id string
+---@param old_key_id string
+---@param opts table|nil
+---@return table|nil, table|nil
 function Admin:rotate_key(org_id, old_key_id, opts)
-  util.segment("rotate_key", 1, org_id)
-  util.segment("rotate_key", 2, old_key_id)
-  if opts ~= nil and type(opts) ~= "table" then bad_arg(3, "rotate_key", "table", type(opts)) end
+  check.segment("rotate_key", 1, org_id)
+  check.segment("rotate_key", 2, old_key_id)
+  if opts ~= nil and type(opts) ~= "table" then check.bad_arg(3, "rotate_key", "table", type(opts)) end
   opts = opts or {}
-  local deploy = opt(opts, "deploy", "function", "rotate_key")
-  local new, err = self:create_key(org_id, { name = opts.name })
-  if not new then return nil, err end
-
-  local function undo(e)
-    local ok, rerr = self:revoke_key(org_id, new.key_id)
-    if not ok then e.revoke_error = rerr end
-    e.key_id = new.key_id
-    new.secret:close()
-    return nil, e
-  end
-
-  local overten = require "bearer.overten"
-  local copts = {}
-  for k, v in pairs(self.options) do copts[k] = v end
-  copts.api_key = new.secret
-  local client = overten.client(copts)
-  local org, verr = client:verify()
-  client:close()
-  if not org then return undo(verr) end
-  if org.org_id ~= org_id then
-    return undo(errors.new{ kind = "auth", code = "key_check_failed",
-      message = ("the new key belongs to org %s, not %s"):format(tostring(org.org_id), org_id) })
-  end
-  if type(org.webhook_secret) ~= "nil" and bearer.key.is(org.webhook_secret) then org.webhook_secret:close() end
-
-  if deploy then
-    local ok, r, derr = pcall(deploy, new.secret, new)
-    if not ok then
-      return undo(errors.is(r) and r or errors.new{ kind = "config", code = "deploy_failed",
-                                                  message = "deploy raised: " .. tostring(r) })
-    end
-    if r == false or (r == nil and derr ~= nil) then
-      return undo(errors.is(derr) and derr or errors.new{ kind = "config", code = "deploy_failed",
-        message = "deploy failed" .. (derr ~= nil and (": " .. tostring(derr)) or "") })
-    end
-  end
-
-  local ok, rerr = self:revoke_key(org_id, old_key_id)
-  if not ok then
-    -- The new key is live and deployed: keep it, say the old one is not gone.
-    rerr.new_key = new
-    return nil, rerr
-  end
-  return new
+  check.fields("rotate_key", opts, { deploy = { "function" }, name = { "string" } }, nil, 1)
+  return rotation.rotate{
+    mint = function() return self:create_key(org_id, { name = opts.name }) end,
+    check = function(new)
+      local copts = {}
+      for k, v in pairs(self.options) do copts[k] = v end
+      copts.api_key = new.secret
+      local c = require("bearer.overten").client(copts)
+      local org, verr = c:verify()
+      c:close()
+      if not org then return nil, verr end
+      if bearer.key.is(org.webhook_secret) then org.webhook_secret:close() end
+      if org.org_id ~= org_id then
+        return nil, errors.new{ kind = "auth", code = "key_check_failed",
+          message = ("the new key belongs to org %s, not %s"):format(tostring(org.org_id), org_id) }
+      end
+      return true
+    end,
+    deploy = opts.deploy,
+    revoke = function(key_id) return self:revoke_key(org_id, key_id) end,
+    old_key_id = old_key_id,
+  }
 end
 
 -- }======================================================

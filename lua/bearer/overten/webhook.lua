@@ -4,12 +4,13 @@
 -- secret as given (`whsec_…` prefix included) and sends
 --   X-Overten-Signature: sha256=<hex>   X-Overten-Timestamp: <unix seconds>
 -- The separator is an assumption (the docs were cut off there; README).
--- The HMAC and the constant-time comparison happen in C (bearer.core).
+-- This file owns that format; the HMAC and the constant-time comparison
+-- happen in C (bearer.crypto), so the expected digest never becomes a Lua
+-- string.
 local bearer = require "bearer"
-local core = require "bearer.core"
 local errors = require "bearer.error"
 local json = require "bearer.json"
-local util = require "bearer.overten.util"
+local check = require "bearer.check"
 
 local M = {}
 
@@ -18,10 +19,27 @@ M.SIGNATURE_HEADER = "X-Overten-Signature"
 M.TIMESTAMP_HEADER = "X-Overten-Timestamp"
 M.EVENT_HEADER = "X-Overten-Event"
 
-local function check_secret(fname, secret)
-  if type(secret) ~= "string" and not bearer.key.is(secret) then
-    util.bad_option("secret", fname, "string or bearer.Key", type(secret))
+-- What verify and sign both take: a table with the secret and the body
+-- (raises at their caller). Returns the body.
+local function signing_options(opts, fname)
+  if type(opts) ~= "table" then check.bad_arg(1, fname, "table", type(opts), 2) end
+  if type(opts.secret) ~= "string" and not bearer.key.is(opts.secret) then
+    check.bad_option("secret", fname, "string or bearer.Key", type(opts.secret), 2)
   end
+  check.field(fname, "body", opts.body, { "string", required = true }, 2)
+  return opts.body
+end
+
+-- Unix seconds as the header writes them.
+local function unix_text(ts)
+  if type(ts) == "number" then return ("%d"):format(math.floor(ts)) end
+  return ts
+end
+
+-- An option of the right type (raises at the caller of verify or sign).
+local function opt(opts, name, want, fname, required)
+  check.field(fname, name, opts[name], { want, required = required }, 2)
+  return opts[name]
 end
 
 -- A header from a table whose names may have any case; repeated headers
@@ -36,7 +54,66 @@ local function header(headers, name)
   end
 end
 
-local strip_nulls = require("bearer.client").strip_nulls
+-- The string Overten signs.
+local function signed_string(timestamp, body) return timestamp .. "." .. body end
+
+local function check_secret_arg(n, fname, secret)
+  if type(secret) ~= "string" and not (bearer.key.is(secret) and not secret:is_closed()) then
+    check.bad_arg(n, fname, "bearer.Key (open) or string",
+                  bearer.key.is(secret) and "a closed key" or type(secret), 2)
+  end
+end
+
+--- overten.webhook.signature(secret, timestamp, body) -> "sha256=<hex>"
+---@param secret string|userdata
+---@param timestamp string
+---@param body string
+---@return string
+function M.signature(secret, timestamp, body)
+  check_secret_arg(1, "signature", secret)
+  if type(timestamp) ~= "string" then check.bad_arg(2, "signature", "string", type(timestamp)) end
+  if type(body) ~= "string" then check.bad_arg(3, "signature", "string", type(body)) end
+  return "sha256=" .. bearer.crypto.hmac_sha256_hex(secret, signed_string(timestamp, body))
+end
+
+local function signature_error(code, message)
+  return nil, errors.new{ kind = "signature", code = code, message = message }
+end
+
+--- overten.webhook.check(secret, body, signature, timestamp, tolerance, now)
+-- -> true | nil, err: the signature rules alone, on the header values.
+-- The signature header may list several `sha256=<hex>` entries separated
+-- by commas (a secret being rotated); any match is enough. Errors: kind
+-- "signature", code malformed, bad_signature or stale_timestamp.
+---@return boolean|nil, table|nil
+function M.check(secret, body, signature, timestamp, tolerance, now)
+  check_secret_arg(1, "check", secret)
+  if type(body) ~= "string" then check.bad_arg(2, "check", "string", type(body)) end
+  if type(tolerance) ~= "number" then check.bad_arg(5, "check", "number", type(tolerance)) end
+  if type(now) ~= "number" then check.bad_arg(6, "check", "number", type(now)) end
+  if type(signature) ~= "string" or signature == "" then
+    return signature_error("malformed", "no signature header")
+  end
+  if type(timestamp) ~= "string" or not timestamp:find("^%d+$") or #timestamp > 15 then
+    return signature_error("malformed", "timestamp header missing or not unix seconds")
+  end
+  local candidates = {}
+  for entry in (signature .. ","):gmatch("([^,]*),") do
+    local hex = entry:match("^%s*[sS][hH][aA]256=(%x+)%s*$")
+    if hex and #hex == 64 then candidates[#candidates + 1] = hex:lower() end
+  end
+  if #candidates == 0 then return signature_error("malformed", "signature is not sha256=<hex>") end
+  if not bearer.crypto.hmac_sha256_matches(secret, signed_string(timestamp, body), candidates) then
+    return signature_error("bad_signature", "signature does not match the body")
+  end
+  local age = now - tonumber(timestamp)
+  if age > tolerance then
+    return signature_error("stale_timestamp", "timestamp is older than the tolerance")
+  elseif -age > tolerance then
+    return signature_error("stale_timestamp", "timestamp is too far in the future")
+  end
+  return true
+end
 
 --- overten.webhook.verify{ secret=, body=, signature=, timestamp=
 --    [, headers=] [, tolerance=300] [, now=] } -> event | nil, err
@@ -44,41 +121,36 @@ local strip_nulls = require("bearer.client").strip_nulls
 -- Errors: kind "signature" (code bad_signature, stale_timestamp,
 -- malformed), or kind "decode" when a correctly signed body is not JSON.
 function M.verify(opts)
-  if type(opts) ~= "table" then util.bad_arg(1, "verify", "table", type(opts)) end
-  check_secret("verify", opts.secret)
-  local body = util.opt(opts, "body", "string", "verify", true)
-  local headers = util.opt(opts, "headers", "table", "verify")
+  local body = signing_options(opts, "verify")
+  local headers = opt(opts, "headers", "table", "verify")
   local sig, ts = opts.signature, opts.timestamp
   if headers then
     sig = sig or header(headers, M.SIGNATURE_HEADER)
     ts = ts or header(headers, M.TIMESTAMP_HEADER)
   end
-  if sig ~= nil and type(sig) ~= "string" then util.bad_option("signature", "verify", "string", type(sig)) end
-  if type(ts) == "number" then ts = ("%d"):format(math.floor(ts)) end
-  if ts ~= nil and type(ts) ~= "string" then util.bad_option("timestamp", "verify", "string", type(ts)) end
-  local tolerance = util.opt(opts, "tolerance", "number", "verify") or M.TOLERANCE
-  local now = util.opt(opts, "now", "number", "verify") or core.now()
-  local ok, err = core.webhook_verify(opts.secret, body, sig, ts, tolerance, now)
+  if sig ~= nil and type(sig) ~= "string" then check.bad_option("signature", "verify", "string", type(sig)) end
+  ts = unix_text(ts)
+  if ts ~= nil and type(ts) ~= "string" then check.bad_option("timestamp", "verify", "string", type(ts)) end
+  local tolerance = opt(opts, "tolerance", "number", "verify") or M.TOLERANCE
+  local now = opt(opts, "now", "number", "verify") or os.time()
+  local ok, err = M.check(opts.secret, body, sig, ts, tolerance, now)
   if not ok then return nil, err end
   local event, why = json.decode(body)
   if type(event) ~= "table" then
     return nil, errors.new{ kind = "decode", code = "invalid_json",
       message = "webhook body is signed but is not a JSON object: " .. tostring(why or type(event)) }
   end
-  return strip_nulls(event)
+  return event
 end
 
 --- overten.webhook.sign{ secret=, body= [, timestamp=now] [, event=] } -> headers
 -- The headers Overten would send with `body`, for tests and local tools.
 function M.sign(opts)
-  if type(opts) ~= "table" then util.bad_arg(1, "sign", "table", type(opts)) end
-  check_secret("sign", opts.secret)
-  local body = util.opt(opts, "body", "string", "sign", true)
-  local ts = opts.timestamp or core.now()
-  if type(ts) == "number" then ts = ("%d"):format(math.floor(ts)) end
-  if type(ts) ~= "string" then util.bad_option("timestamp", "sign", "number or string", type(ts)) end
+  local body = signing_options(opts, "sign")
+  local ts = unix_text(opts.timestamp or os.time())
+  if type(ts) ~= "string" then check.bad_option("timestamp", "sign", "number or string", type(ts)) end
   local headers = {
-    [M.SIGNATURE_HEADER] = core.webhook_sign(opts.secret, ts, body),
+    [M.SIGNATURE_HEADER] = M.signature(opts.secret, ts, body),
     [M.TIMESTAMP_HEADER] = ts,
     ["Content-Type"] = "application/json",
   }
