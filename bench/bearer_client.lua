@@ -6,8 +6,8 @@
 --   decode P       the floor under `pages`: the 100 bodies fetched once, then P passes of
 --                   lua-cjson's decode alone over them (the same walk, no transfer)
 --   gather N R      R rounds of N calls to /api/v1/slow (50 ms) at once: bearer.gather when
---                   the module has it, else the engine driven directly (client:start +
---                   engine:step); the RESULT line says which (via=)
+--                   the module has it, else the engine driven directly (the core's
+--                   handle:start + engine:step); the RESULT line says which (via=)
 --   rss N           N sequential verify calls, VmRSS sampled 100 times: peak, and the mean
 --                   of the first and last 10 % of the samples (is it flat?)
 -- Prints one line "RESULT n= secs= us= rss_kb= errors= ..." (us per request, or per round
@@ -32,6 +32,8 @@ end
 
 local c = bearer.client{ base_url = base, key = bearer.key(token, { scheme = "overten" }),
                          max_retries = 0 }
+local handle = mode == "gather" and not bearer.gather
+  and core.client_new{ key = bearer.key(token, { scheme = "overten" }) }
 local units, errors, extra = 0, 0, ""
 local function fail(err)
   errors = errors + 1
@@ -56,9 +58,11 @@ local function slow_round()
     end
     return ok
   end
+  -- until bearer.gather lands: the C handle's start (the core's own
+  -- surface, not an SDK one) and this state's engine, stepped here
   local engine, url, ts = core.engine(), base .. "/api/v1/slow", {}
   local headers = { Accept = "application/json" }
-  for i = 1, n do ts[i] = assert(c:start("GET", url, headers, nil, {})) end
+  for i = 1, n do ts[i] = assert(handle:start("GET", url, headers, nil, {})) end
   local pending = n
   for _ = 1, 100000 do   -- bounded: 100000 steps of at most 1 s
     if pending == 0 then break end
