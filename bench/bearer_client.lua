@@ -4,7 +4,8 @@
 --   pages P         P passes over the 100 list-records pages: client:get with a query,
 --                   decoded, every record walked, pagination.hasMore followed
 --   decode P       the floor under `pages`: the 100 bodies fetched once, then P passes of
---                   lua-cjson's decode alone over them (the same walk, no transfer)
+--                   lua-cjson's own decode over them (the same record walk; no transfer
+--                   and none of bearer.json's work: what any Lua 5.4 client pays)
 --   gather N R      R rounds of N calls to /api/v1/slow (50 ms) at once: bearer.gather when
 --                   the module has it, else the engine driven directly (the core's
 --                   handle:start + engine:step); the RESULT line says which (via=)
@@ -15,6 +16,7 @@
 local bearer = require "bearer"
 local core = require "bearer.core"
 local json = require "bearer.json"
+local cjson = require "cjson.safe"
 
 local mode, n, rounds = arg[1], tonumber(arg[2]), tonumber(arg[3] or 1)
 local base, token = os.getenv("BENCH_URL"), os.getenv("BENCH_TOKEN")
@@ -110,7 +112,7 @@ elseif mode == "decode" then
   local records = 0
   for _ = 1, n do
     for i = 1, #bodies do
-      local doc = json.decode(bodies[i])
+      local doc = cjson.decode(bodies[i])
       for _, rec in ipairs(doc.data) do
         if type(rec.recordId) == "string" then records = records + 1 end
       end
