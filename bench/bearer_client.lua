@@ -6,16 +6,13 @@
 --   decode P       the floor under `pages`: the 100 bodies fetched once, then P passes of
 --                   lua-cjson's own decode over them (the same record walk; no transfer
 --                   and none of bearer.json's work: what any Lua 5.4 client pays)
---   gather N R      R rounds of N calls to /api/v1/slow (50 ms) at once: bearer.gather when
---                   the module has it, else the engine driven directly (the core's
---                   handle:start + engine:step); the RESULT line says which (via=)
+--   gather N R      R rounds of N calls to /api/v1/slow (50 ms) at once, bearer.gather
 --   rss N           N sequential verify calls, VmRSS sampled 100 times: peak, and the mean
 --                   of the first and last 10 % of the samples (is it flat?)
 -- Prints one line "RESULT n= secs= us= rss_kb= errors= ..." (us per request, or per round
 -- for gather) and exits 1 when any call failed.
 local bearer = require "bearer"
 local core = require "bearer.core"
-local json = require "bearer.json"
 local cjson = require "cjson.safe"
 
 local mode, n, rounds = arg[1], tonumber(arg[2]), tonumber(arg[3] or 1)
@@ -34,8 +31,6 @@ end
 
 local c = bearer.client{ base_url = base, key = bearer.key(token, { scheme = "overten" }),
                          max_retries = 0 }
-local handle = mode == "gather" and not bearer.gather
-  and core.client_new{ key = bearer.key(token, { scheme = "overten" }) }
 local units, errors, extra = 0, 0, ""
 local function fail(err)
   errors = errors + 1
@@ -47,38 +42,14 @@ local function verify_once()
   if not (res and res.json and res.json.valid == true) then fail(err) end
 end
 
--- N calls to the slow route in flight together; returns how many succeeded
+-- N calls to the slow route in flight together, through bearer.gather
 local function slow_round()
-  local ok = 0
-  if bearer.gather then
-    local fns = {}
-    for i = 1, n do fns[i] = function() return c:get("/api/v1/slow") end end
-    local values, errs = bearer.gather(fns, { concurrency = n })
-    for i = 1, n do
-      if values[i] and values[i].json and values[i].json.valid == true then ok = ok + 1
-      else fail(errs[i]) end
-    end
-    return ok
-  end
-  -- until bearer.gather lands: the C handle's start (the core's own
-  -- surface, not an SDK one) and this state's engine, stepped here
-  local engine, url, ts = core.engine(), base .. "/api/v1/slow", {}
-  local headers = { Accept = "application/json" }
-  for i = 1, n do ts[i] = assert(handle:start("GET", url, headers, nil, {})) end
-  local pending = n
-  for _ = 1, 100000 do   -- bounded: 100000 steps of at most 1 s
-    if pending == 0 then break end
-    engine:step(1)
-    pending = 0
-    for i = 1, n do if not ts[i]:done() then pending = pending + 1 end end
-  end
+  local fns = {}
+  for i = 1, n do fns[i] = function() return c:get("/api/v1/slow") end end
+  local values, errs = bearer.gather(fns, { concurrency = n })
   for i = 1, n do
-    local res, err = ts[i]:result()
-    local doc = res and json.decode(res.body)
-    if doc and doc.valid == true then ok = ok + 1 else fail(err) end
-    ts[i]:close()
+    if not (values[i] and values[i].json and values[i].json.valid == true) then fail(errs[i]) end
   end
-  return ok
 end
 
 local t0 = core.monotime()
@@ -123,7 +94,6 @@ elseif mode == "decode" then
 elseif mode == "gather" then
   for _ = 1, rounds do slow_round() end
   units = rounds
-  extra = " via=" .. (bearer.gather and "gather" or "engine")
 elseif mode == "rss" then
   local samples, every = {}, math.max(1, n // 100)
   for i = 1, n do

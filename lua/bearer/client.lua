@@ -479,7 +479,7 @@ local NO_OPTIONS = {}   -- read only: a call without options
 local REQUEST_OPTIONS = { query = true, json = true, body = true, headers = true,
                           timeout = true, idempotency_key = true, form = true,
                           sink = true, credentials = true, max_bytes = true,
-                          max_retries = true, retry_statuses = true }
+                          max_retries = true, retry_statuses = true, on_progress = true }
 
 -- An HTTP method is a token (RFC 9110); anything else would be a request
 -- line of our making.
@@ -492,7 +492,9 @@ local METHOD = "^[%w!#$%%&'*+%-.^_`|~]+$"
 -- API modules: form (multipart parts {name=, value=|file=, filename=,
 -- type=}), sink (a path that must not exist: a 2xx body streams there;
 -- it is removed before each retry), credentials (false: send no key),
--- max_bytes (this call's response cap).
+-- max_bytes (this call's response cap), on_progress (fn(done, total):
+-- bytes received, or sent for a form, at most ~10 times a second and once
+-- at the end; total nil while unknown).
 -- Responses with status < 400 are returned (a 3xx is data, not an error);
 -- the response is {status=, headers=, body=, json=, time=, bytes=}.
 ---@param method string
@@ -565,14 +567,19 @@ function Client:request(method, path, opts)
   -- before any reply; a call that must not run twice gets a connection of
   -- its own, so that can never happen to it.
   local tracing = st.level >= LOG_LEVELS.debug
+  if opts.on_progress ~= nil and type(opts.on_progress) ~= "function" then
+    error("bad option 'on_progress' to 'request' (function expected, got "
+          .. type(opts.on_progress) .. ")", 2)
+  end
   local perform_opts
-  if opts.timeout == nil and opts.form == nil and opts.sink == nil
-     and opts.credentials == nil and opts.max_bytes == nil then
+  if opts.timeout == nil and opts.form == nil and opts.sink == nil and opts.credentials == nil
+     and opts.max_bytes == nil and opts.on_progress == nil then
     perform_opts = shared_perform_opts(st, tracing, not idempotent)
   else
     perform_opts = { timeout = opts.timeout or st.timeout, trace = tracing, form = opts.form,
                      sink = opts.sink, credentials = opts.credentials,
-                     max_bytes = opts.max_bytes, fresh_connect = not idempotent }
+                     max_bytes = opts.max_bytes, fresh_connect = not idempotent,
+                     on_progress = opts.on_progress }
   end
 
   local started = st.host.clock()
