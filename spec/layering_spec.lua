@@ -4,7 +4,8 @@
 local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$")) or "."
 
 -- The surface (init, client, error, key) and the hosts (plain, nginx's and the
--- code nginx's thread pool runs).
+-- code nginx's thread pool runs) with the ways they wait on the transfer
+-- engine (the scheduler of plain Lua, nginx's engine socket).
 local MAY_REQUIRE_CORE = {
   ["lua/bearer/init.lua"] = true,
   ["lua/bearer/client.lua"] = true,
@@ -13,6 +14,8 @@ local MAY_REQUIRE_CORE = {
   ["lua/bearer/host.lua"] = true,
   ["lua/bearer/ngx/init.lua"] = true,
   ["lua/bearer/ngx/thread.lua"] = true,
+  ["lua/bearer/scheduler.lua"] = true,
+  ["lua/bearer/ngx/engine.lua"] = true,
 }
 
 local function lua_files()

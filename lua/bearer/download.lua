@@ -29,14 +29,14 @@ local function filename_of(headers)
   return cd and (cd:match('filename="([^"]*)"') or cd:match("filename=([^;%s]+)")) or nil
 end
 
---- save(http, url, path [, { timeout=, max_bytes= }]) -> { path, bytes,
+--- save(http, url, path [, { timeout=, max_bytes=, on_progress= }]) -> { path, bytes,
 -- status, content_type, filename } | nil, err. `http` is a bearer.client;
 -- `url` a path under its base URL or a full URL (sent without the key
 -- unless it is under the base URL). Arguments are checked by the caller.
 ---@param http bearer.Client
 ---@param url string
 ---@param path string
----@param opts { timeout: number|nil, max_bytes: number|nil }
+---@param opts { timeout: number|nil, max_bytes: number|nil, on_progress: fun(done: integer, total: integer|nil)|nil }
 ---@return table|nil, table|nil
 function M.save(http, url, path, opts)
   local base = http:base_url()
@@ -46,7 +46,8 @@ function M.save(http, url, path, opts)
   local hops = 0
   while true do
     local res, err = http:request("GET", url, { sink = tmp, credentials = credentials,
-                                                timeout = opts.timeout, max_bytes = max_bytes })
+                                                timeout = opts.timeout, max_bytes = max_bytes,
+                                                on_progress = opts.on_progress })
     if res and res.status >= 200 and res.status < 300 then
       local ok, why = os.rename(tmp, path)
       if not ok then

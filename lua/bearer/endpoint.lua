@@ -62,6 +62,10 @@ local function compile(decl)
   d.args = decl.args or {}
   d.fields = decl.fields or {}
   d.call_options = decl.call or {}
+  if decl.into == "form" and d.call_options.on_progress == nil then
+    -- an upload reports the bytes it has sent
+    d.call_options.on_progress = { "function" }
+  end
   d.into = decl.into or (decl.method == "GET" and "query" or "body")
   d.opts_mode = decl.opts or "optional"
   for name, spec in pairs(d.fields) do check.field(decl.name, name, nil, { spec[1] }) end

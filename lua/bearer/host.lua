@@ -9,15 +9,26 @@
 --   store(name, per) where a rate limiter keeps its slots: nil for this
 --             process only, or a store shared wider (nginx: the shared dict)
 --   refuse()  nil where a call may run now, else the error to return
--- The nginx host lives in bearer.ngx (the one place that knows nginx); the
--- transfer engine of a later release plugs in as another transport.
+-- The nginx host lives in bearer.ngx (the one place that knows nginx).
+-- Every transfer runs on the C core's engine (one curl multi handle per Lua
+-- state); in plain Lua a call waits through bearer.scheduler, which yields
+-- to bearer.gather inside one of its tasks and drives the engine here
+-- otherwise.
 local core = require "bearer.core"
+local scheduler = require "bearer.scheduler"
 
 local M = {}
 
 local function plain_transport()
   return function(handle, method, url, headers, body, opts)
-    return handle:perform(method, url, headers, body, opts)
+    if not (opts.on_progress or scheduler.current()) then
+      return handle:perform(method, url, headers, body, opts)
+    end
+    local t, err = handle:start(method, url, headers, body, opts)
+    if not t then return nil, err end
+    scheduler.wait(t, opts.on_progress and { on_progress = opts.on_progress,
+                                             upload = opts.form ~= nil })
+    return t:result()
   end
 end
 
@@ -28,9 +39,10 @@ M.plain = {
   transport = plain_transport,
   now = core.now,
   clock = core.monotime,
-  sleep = core.sleep,
+  sleep = scheduler.sleep,
   store = function() return nil end,
   refuse = function() return nil end,
+  gather = scheduler.run,
 }
 
 -- The ngx global of lua-nginx-module (OpenResty), with its thread pools.
@@ -48,6 +60,22 @@ function M.current()
     current = in_nginx() and require("bearer.ngx").host or M.plain
   end
   return current
+end
+
+--- bearer.gather(fns [, { concurrency = n }]) -> values, errs
+-- Runs every function of the array `fns` concurrently (at most
+-- `concurrency` at once, default all) on the current host and returns when
+-- all have finished. values[i] is what function i returned first (nil if
+-- it failed); errs[i] its error: what it raised, or the `err` of a
+-- `nil, err` return; nil on success. A function that raises does not stop
+-- the others.
+---@param fns (fun(): any)[]
+---@param opts? { concurrency: integer }
+---@return table values
+---@return table errs
+function M.gather(fns, opts)
+  local n, concurrency = scheduler.gather_args(fns, opts)
+  return M.current().gather(fns, n, concurrency)
 end
 
 --- A host like `base` (default: the current one) whose time is the given
@@ -75,6 +103,7 @@ function M.test(opts)
     sleep = opts.sleep or base.sleep,
     store = M.plain.store,
     refuse = base.refuse,
+    gather = base.gather,
   }
 end
 

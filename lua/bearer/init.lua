@@ -47,6 +47,9 @@ local M = {
   response_of = client.response_of,
   --- bearer.array(t) -> t, sent as a JSON array (`[]` when empty).
   array = json.array,
+  --- bearer.gather(fns [, { concurrency = n }]) -> values, errs: runs the
+  -- functions concurrently on the transfer engine (bearer.host.gather).
+  gather = host.gather,
 }
 
 --- Hashes and HMACs from the C core. An HMAC key may be a bearer.Key,

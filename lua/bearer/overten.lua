@@ -281,9 +281,10 @@ end
 
 -- {====================================================== downloads
 
-local SAVE_OPTIONS = { timeout = { "number" }, max_bytes = { "number" } }
+local SAVE_OPTIONS = { timeout = { "number" }, max_bytes = { "number" },
+                       on_progress = { "function" } }
 
---- c:save(url, path [, { timeout=, max_bytes= }]) -> { path, bytes, content_type, filename }
+--- c:save(url, path [, { timeout=, max_bytes=, on_progress= }]) -> { path, bytes, content_type, filename }
 -- Streams `url` to `path` (bearer.download): the key goes only to the
 -- API's own base URL; redirects are followed without it.
 ---@param url string

@@ -46,7 +46,7 @@ end
 local function echo(req)
   return common.json(200, { method = req.method, uri = req.uri, path = req.path,
                             query = req.query, args = req.args, headers = req.headers,
-                            body = req.body })
+                            body = req.body, connection = req.connection })
 end
 
 local function is_control(path)

@@ -4,9 +4,17 @@
 -- the one place that knows nginx. Users call it for the webhook receiver,
 -- the shared limiter, and the settings below.
 --
--- Transfers run in an nginx thread pool (ngx.run_worker_thread): the
--- request's coroutine yields while a pool thread drives libcurl, so the
--- worker's event loop never blocks. Each call borrows one of the module's
+-- Transfers run on the worker's transfer engine (bearer.ngx.engine, the
+-- default): libcurl runs in the engine's own thread, the handler's
+-- coroutine yields on a cosocket until its transfer is done, so the event
+-- loop never blocks and no thread is held per call in flight.
+--
+-- configure{ transport = "threads" } keeps the older way: transfers run in
+-- an nginx thread pool (ngx.run_worker_thread), the request's coroutine
+-- yielding while a pool thread drives libcurl. It is better only where a
+-- process may not start threads of its own, or to keep each call's
+-- libcurl work off the worker's core (a pool thread can run on another);
+-- it holds one pool thread per call in flight. Each call borrows one of the module's
 -- thread Lua VMs (lua_worker_thread_vm_pool_size, 100 by default; a call
 -- finding none fails at once), which keeps one curl handle per set of
 -- transport options, so connections stay alive across requests. Each
@@ -28,6 +36,7 @@ local M = {
   allow_blocking = false,   -- block the worker where no yield is possible
   concurrency = 16,         -- transfers in flight per worker (<= the VM pool size)
   queue_timeout = 60,       -- seconds a transfer may wait for its turn
+  via = "engine",           -- configure{ transport = }: "engine", or "threads" (the pool)
 }
 
 local leases = setmetatable({}, { __mode = "k" })   -- coroutine -> true, in flight
@@ -42,16 +51,21 @@ end
 -- Phases where a coroutine may yield (run_worker_thread, ngx.sleep).
 local YIELDABLE = { rewrite = true, access = true, content = true, timer = true }
 
---- bearer.ngx.configure{ pool =, dict =, allow_blocking = }
+--- bearer.ngx.configure{ transport =, pool =, dict =, allow_blocking =, concurrency =, queue_timeout = }
 function M.configure(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'configure' (table expected, got " .. type(opts) .. ")", 2)
   end
-  for k, v in pairs(opts) do
+  for name, v in pairs(opts) do
+    local k = name == "transport" and "via" or name
     if k == "pool" or k == "dict" then
       if type(v) ~= "string" then error(("bad option '%s' to 'configure' (string expected)"):format(k), 2) end
     elseif k == "allow_blocking" then
       if type(v) ~= "boolean" then error("bad option 'allow_blocking' to 'configure' (boolean expected)", 2) end
+    elseif k == "via" then
+      if v ~= "engine" and v ~= "threads" then
+        error("bad option 'transport' to 'configure' (\"engine\" or \"threads\" expected)", 2)
+      end
     elseif k == "concurrency" or k == "queue_timeout" then
       if type(v) ~= "number" or v <= 0 or (k == "concurrency" and v % 1 ~= 0) then
         error(("bad option '%s' to 'configure' (positive %s expected)")
@@ -144,6 +158,9 @@ function M.transport(c_opts)
       if M.allow_blocking then return client:perform(method, url, headers, body, opts) end
       return nil, blocking_error()
     end
+    if M.via == "engine" then
+      return require("bearer.ngx.engine").perform(client, method, url, headers, body, opts)
+    end
     local key = client:key()
     if key and key:is_closed() then
       error("attempt to use a closed bearer.Key (the client's key was closed)", 3)
@@ -182,8 +199,31 @@ local function shared_store(name, per)
   return store
 end
 
+--- bearer.gather inside nginx (the host's gather): `concurrency` light
+-- threads take the functions in order; every wait inside them already
+-- yields to nginx's event loop. Outside a yieldable phase the functions
+-- run one after another (each call blocks, if blocking is allowed).
+local function gather(fns, n, concurrency)
+  local scheduler = require "bearer.scheduler"
+  if not M.yieldable() then return scheduler.run(fns, n, 1) end
+  local values, errs = {}, {}
+  local next_i = 1
+  local function worker()
+    while next_i <= n do
+      local i = next_i
+      next_i = next_i + 1
+      scheduler.settle(values, errs, i, pcall(fns[i]))
+    end
+  end
+  local threads = {}
+  for k = 1, math.min(n, concurrency) do threads[k] = ngx.thread.spawn(worker) end
+  for k = 1, #threads do ngx.thread.wait(threads[k]) end
+  return values, errs
+end
+
 --- The host of a client made inside an nginx worker (bearer.host): the
--- thread-pool transport, waits that yield, limits in the shared dict.
+-- engine (or thread-pool) transport, waits that yield, limits in the
+-- shared dict.
 M.host = {
   name = "nginx",
   transport = M.transport,
@@ -192,6 +232,7 @@ M.host = {
   sleep = M.sleep,
   store = shared_store,
   refuse = M.refusal,
+  gather = gather,
 }
 
 M.limiter = function(opts) return require("bearer.ngx.limiter").new(opts) end
