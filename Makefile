@@ -14,7 +14,16 @@ WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 ALL_CFLAGS = $(CFLAGS) $(WARN) -std=c99 -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L
 LIBS = -lcurl -lcrypto -lpthread
 
-SRC = src/core.c src/key.c src/client.c src/transfer.c src/engine.c src/crypto.c src/error.c src/redact.c src/vault.c
+# hiredis is optional (src/redis.c): with its headers the core speaks to
+# redis:// stores, without them core.redis is false and such a store is a
+# config error. HIREDIS=no builds without it even where it is installed.
+HIREDIS ?= $(shell pkg-config --exists hiredis 2>/dev/null && echo yes || echo no)
+ifeq ($(HIREDIS),yes)
+ALL_CFLAGS += -DBEARER_HIREDIS $(shell pkg-config --cflags hiredis)
+LIBS += $(shell pkg-config --libs hiredis)
+endif
+
+SRC = src/core.c src/key.c src/client.c src/transfer.c src/engine.c src/crypto.c src/error.c src/redact.c src/vault.c src/redis.c
 HDR = src/bearer.h src/compat.h
 
 BUSTED ?= busted --lua=lua5.4

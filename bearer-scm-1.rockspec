@@ -27,12 +27,15 @@ external_dependencies = {
   CURL = { library = "curl" },
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
 }
+-- src/redis.c builds here without hiredis (luarocks cannot make a library
+-- optional): the rock's core says core.redis = false and a redis:// store
+-- is a config error; `make build` finds libhiredis-dev with pkg-config.
 build = {
   type = "builtin",
   modules = {
     ["bearer.core"] = {
       sources = { "src/core.c", "src/key.c", "src/client.c", "src/transfer.c", "src/engine.c",
-                  "src/crypto.c", "src/error.c", "src/redact.c", "src/vault.c" },
+                  "src/crypto.c", "src/error.c", "src/redact.c", "src/vault.c", "src/redis.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto", "pthread" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
@@ -53,6 +56,7 @@ build = {
     ["bearer.rotation"] = "lua/bearer/rotation.lua",
     ["bearer.watch"] = "lua/bearer/watch.lua",
     ["bearer.ratelimit"] = "lua/bearer/ratelimit.lua",
+    ["bearer.redis"] = "lua/bearer/redis.lua",
     ["bearer.overten"] = "lua/bearer/overten.lua",
     ["bearer.overten.admin"] = "lua/bearer/overten/admin.lua",
     ["bearer.overten.endpoints"] = "lua/bearer/overten/endpoints.lua",
@@ -64,6 +68,7 @@ build = {
     ["bearer.ngx.engine"] = "lua/bearer/ngx/engine.lua",
     ["bearer.ngx.limiter"] = "lua/bearer/ngx/limiter.lua",
     ["bearer.ngx.webhook"] = "lua/bearer/ngx/webhook.lua",
+    ["bearer.ngx.redis"] = "lua/bearer/ngx/redis.lua",
   },
 }
 test = {

@@ -195,4 +195,11 @@ BEARER_INTERNAL int bearer_vault_put_lua(lua_State *L);
 
 /* }====================================================== */
 
+/* {====================================================== redis (redis.c) */
+
+/* core.redis (whether hiredis is built in) and, with it, its functions. */
+BEARER_INTERNAL void bearer_redis_open(lua_State *L);
+
+/* }====================================================== */
+
 #endif

@@ -172,8 +172,10 @@ function M.new(opts, level)
   }
   st.log, st.level = log_setup(log)
   local key = handle:key()
+  st.store_timeout = opts.connect_timeout
   st.limiter = ratelimit.from_option(opts.rate_limit, h,
-                                     st.base_url .. "|" .. (key and key:fingerprint() or ""))
+                                     st.base_url .. "|" .. (key and key:fingerprint() or ""),
+                                     st.store_timeout)
   private[self] = st
   return self
 end
@@ -280,10 +282,11 @@ function Client:sleep(seconds) return state(self, "sleep").host.sleep(seconds) e
 function Client:redact(text) return state(self, "redact").handle:redact(text) end
 
 --- A rate limiter on this client's host: shared as the host shares
--- (every nginx worker), named after `name`, the base URL and the key.
+-- (every nginx worker), or through the redis:// server `spec.store` (with
+-- `spec.on_store_error`), named after `name`, the base URL and the key.
 -- Returns the limiter and whether it is shared beyond this process
--- (nil, false when it would not be).
----@param spec { requests: integer, per: number, name: string }
+-- (nil, false when it would not be); its `store` may also claim().
+---@param spec { requests: integer, per: number, name: string, store: string|nil, on_store_error: string|nil }
 ---@return table|nil, boolean
 function Client:shared_limiter(spec)
   local st = state(self, "shared_limiter")
@@ -292,7 +295,8 @@ function Client:shared_limiter(spec)
   end
   local key = st.handle:key()
   local name = spec.name .. "|" .. st.base_url .. "|" .. (key and key:fingerprint() or "")
-  local store = st.host.store(name, spec.per)
+  local store = st.host.store(name, spec.per, { url = spec.store, timeout = st.store_timeout,
+                                                on_store_error = spec.on_store_error })
   if not store then return nil, false end
   return ratelimit.new{ requests = spec.requests, per = spec.per, store = store,
                         sleep = st.host.sleep }, true
@@ -542,7 +546,11 @@ function Client:request(method, path, opts)
   local attempt = 0
   while true do
     attempt = attempt + 1
-    if st.limiter then st.limiter:acquire() end
+    if st.limiter then
+      -- a custom limiter may return nothing; a shared store's failure is nil, err
+      local waited, lerr = st.limiter:acquire()
+      if waited == nil and lerr ~= nil then return nil, lerr end
+    end
     if opts.sink and attempt > 1 then os.remove(opts.sink) end
     local res, err = st.perform(st.handle, method, url, headers, body, perform_opts)
     if tracing then trace(st, attempt, method, url, res, err, opts.credentials == false) end

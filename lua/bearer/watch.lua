@@ -22,7 +22,13 @@ local OPTIONS = {
   since = "string", interval = "number", i_have_a_higher_limit = "boolean",
   max_polls = "number", until_time = "time", limit = "number",
   max_backoff = "number", max_failures = "number", on_error = "function",
+  store = "string", on_store_error = "string",
 }
+
+-- How long a record stays claimed by the watcher that yielded it: a day,
+-- or ten polls when they are further apart. Past that a watcher started
+-- with a `since` older than the claim would yield the record again.
+local CLAIM_TTL_MIN = 86400
 
 local parse_time = check.parse_time
 
@@ -84,6 +90,7 @@ function M.new(api, opts, rules)
     bad("max_backoff", "at least interval expected")
   end
   local on_error = opts.on_error
+  require("bearer.ratelimit").check_store_options(opts.store, opts.on_store_error, fname, UP - 1)
 
   local http = api.http
   -- Spacing wants a clock that never jumps; dates want the wall clock
@@ -92,9 +99,15 @@ function M.new(api, opts, rules)
   local function mono() return http:clock() end
   local function wall() return http:now() end
   -- Where the host shares limits between processes (every nginx worker
-  -- may run a watcher with the same key), they share one slot per
-  -- interval; this process's own spacing is next_at below.
-  local shared = http:shared_limiter{ name = rules.name, requests = 1, per = interval }
+  -- may run a watcher with the same key), or `store` names a redis://
+  -- server (watchers on several hosts), they share one slot per interval;
+  -- this process's own spacing is next_at below. Such a store also
+  -- claims each new record for the one watcher that yields it.
+  local shared = http:shared_limiter{ name = rules.name, requests = 1, per = interval,
+                                      store = opts.store, on_store_error = opts.on_store_error }
+  local claims = shared and shared.store.claim and shared.store
+  local claim_ttl = math.max(CLAIM_TTL_MIN, 10 * interval)
+  local token = claims and require("bearer.redis").token()
 
   local since = opts.since or rules.format_time(wall())
   local since_t = parse_time(since)
@@ -123,7 +136,10 @@ function M.new(api, opts, rules)
       local d = next_at - mono()
       if d > 0 then sleep(d) end
     end
-    if shared then shared:acquire() end
+    if shared then
+      local waited, e = shared:acquire()
+      if waited == nil then return nil, e end
+    end
     next_at = mono() + interval
     q.offset = ("%d"):format(offset)
     return rules.fetch(q)
@@ -163,6 +179,21 @@ function M.new(api, opts, rules)
       if a.t ~= b.t then return a.t < b.t end
       return a.n > b.n
     end)
+    if claims then
+      -- Ours alone: a record another watcher claimed is its to yield. A
+      -- failed claim fails the poll (retried; ours stay ours), unless the
+      -- store may fail locally: then this watcher yields it too.
+      local mine = {}
+      for _, item in ipairs(fresh) do
+        local won, e = claims:claim(item.rec[rules.id], claim_ttl, token)
+        if won == nil then
+          if opts.on_store_error ~= "local" then return nil, e end
+          won = true
+        end
+        if won then mine[#mine + 1] = item end
+      end
+      fresh = mine
+    end
     gens = { ids, gens[1], gens[2] }
     return fresh
   end

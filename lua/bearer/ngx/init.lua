@@ -37,6 +37,8 @@ local M = {
   concurrency = 16,         -- transfers in flight per worker (<= the VM pool size)
   queue_timeout = 60,       -- seconds a transfer may wait for its turn
   via = "engine",           -- configure{ transport = }: "engine", or "threads" (the pool)
+  store = nil,              -- a redis:// URL: every client's rate limit and watch slot there
+  on_store_error = "error", -- or "local": the shared dict's limit while that server fails
 }
 
 local leases = setmetatable({}, { __mode = "k" })   -- coroutine -> true, in flight
@@ -51,7 +53,8 @@ end
 -- Phases where a coroutine may yield (run_worker_thread, ngx.sleep).
 local YIELDABLE = { rewrite = true, access = true, content = true, timer = true }
 
---- bearer.ngx.configure{ transport =, pool =, dict =, allow_blocking =, concurrency =, queue_timeout = }
+--- bearer.ngx.configure{ transport =, pool =, dict =, allow_blocking =, concurrency =,
+--   queue_timeout =, store =, on_store_error = }
 function M.configure(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'configure' (table expected, got " .. type(opts) .. ")", 2)
@@ -66,6 +69,10 @@ function M.configure(opts)
       if v ~= "engine" and v ~= "threads" then
         error("bad option 'transport' to 'configure' (\"engine\" or \"threads\" expected)", 2)
       end
+    elseif k == "store" or k == "on_store_error" then
+      local ratelimit = require "bearer.ratelimit"
+      if k == "store" then ratelimit.check_store_options(v, nil, "configure", 2)
+      else ratelimit.check_store_options(nil, v, "configure", 2) end
     elseif k == "concurrency" or k == "queue_timeout" then
       if type(v) ~= "number" or v <= 0 or (k == "concurrency" and v % 1 ~= 0) then
         error(("bad option '%s' to 'configure' (positive %s expected)")
@@ -190,7 +197,7 @@ end
 
 -- A rate-limit store every worker shares; nil (and a warning) when the
 -- shared dict is missing, so the limit holds per worker.
-local function shared_store(name, per)
+local function dict_store(name, per)
   local store = require("bearer.ngx.limiter").store(name, M.dict, per)
   if not store then
     ngx.log(ngx.WARN, "bearer: lua_shared_dict '", M.dict, "' is missing; the rate limit ",
@@ -198,6 +205,20 @@ local function shared_store(name, per)
   end
   return store
 end
+
+-- Every host shares the store on a redis:// server (the caller's, or
+-- configure{ store = }), falling back to the shared dict's; every worker
+-- shares the dict's otherwise.
+local function shared_store(name, per, opts)
+  local url = opts and opts.url or M.store
+  if not url then return dict_store(name, per) end
+  return require("bearer.host").redis_store(M.host, name, {
+    url = url, timeout = opts and opts.timeout,
+    on_store_error = opts and opts.on_store_error or M.on_store_error,
+    fallback = dict_store(name, per) })
+end
+
+local function warn(msg) ngx.log(ngx.WARN, "bearer: ", msg) end
 
 --- bearer.gather inside nginx (the host's gather): `concurrency` light
 -- threads take the functions in order; every wait inside them already
@@ -223,7 +244,7 @@ end
 
 --- The host of a client made inside an nginx worker (bearer.host): the
 -- engine (or thread-pool) transport, waits that yield, limits in the
--- shared dict.
+-- shared dict or on a redis:// server (through cosockets).
 M.host = {
   name = "nginx",
   transport = M.transport,
@@ -231,6 +252,9 @@ M.host = {
   clock = core.monotime,
   sleep = M.sleep,
   store = shared_store,
+  named_store = function(dict_name, name) return require("bearer.ngx.limiter").store(name, dict_name) end,
+  redis_call = function(...) return require("bearer.ngx.redis").call(...) end,
+  warn = warn,
   refuse = M.refusal,
   gather = gather,
 }

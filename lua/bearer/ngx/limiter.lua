@@ -47,6 +47,19 @@ function Store:update(fn)
   return start
 end
 
+--- store:claim(id, ttl, token) -> true (ours), false (another's): the
+-- first add wins; its holder wins it again (bearer.redis's rule).
+function Store:claim(id, ttl, token)
+  local key = self.key .. ":claim:" .. id
+  local added, err = self.dict:add(key, token, ttl)
+  if added then return true end
+  if err ~= "exists" then
+    return nil, require("bearer.error").new{ kind = "connection", code = "store_unavailable",
+      message = "lua_shared_dict refused a claim: " .. tostring(err) }
+  end
+  return self.dict:get(key) == token
+end
+
 --- bearer.ngx.limiter{ name =, requests =, per = [, dict = ] }: a limiter
 -- every worker shares.
 function M.new(opts)

@@ -115,11 +115,30 @@ function M.check(secret, body, signature, timestamp, tolerance, now)
   return true
 end
 
+-- A delivery accepted once is refused while its signature could still
+-- pass: `replay` (a redis:// URL, an nginx lua_shared_dict name, or a
+-- store with claim()) keeps its mark for twice the tolerance, so hosts
+-- whose clocks differ by up to the tolerance still see it. The mark is
+-- the signature our secret gives (public: it came in a header), never
+-- the secret.
+local function first_delivery(opts, timestamp, body, tolerance)
+  local store = require("bearer.redis").claims(opts.replay, "overten-webhook", "verify", "replay", 3)
+  local mark = bearer.crypto.hmac_sha256_hex(opts.secret, signed_string(timestamp, body))
+  local first, err = store:claim(mark, 2 * tolerance, require("bearer.redis").token())
+  if first == nil then return nil, err end
+  if not first then
+    return signature_error("replayed", "this delivery was already accepted within the tolerance window")
+  end
+  return true
+end
+
 --- overten.webhook.verify{ secret=, body=, signature=, timestamp=
---    [, headers=] [, tolerance=300] [, now=] } -> event | nil, err
+--    [, headers=] [, tolerance=300] [, now=] [, replay=] } -> event | nil, err
 -- `signature`/`timestamp` may instead come from `headers` (any case).
 -- Errors: kind "signature" (code bad_signature, stale_timestamp,
--- malformed), or kind "decode" when a correctly signed body is not JSON.
+-- malformed, replayed), kind "decode" when a correctly signed body is not
+-- JSON, kind "connection" (code store_unavailable) when the replay store
+-- fails.
 function M.verify(opts)
   local body = signing_options(opts, "verify")
   local headers = opt(opts, "headers", "table", "verify")
@@ -139,6 +158,10 @@ function M.verify(opts)
   if type(event) ~= "table" then
     return nil, errors.new{ kind = "decode", code = "invalid_json",
       message = "webhook body is signed but is not a JSON object: " .. tostring(why or type(event)) }
+  end
+  if opts.replay ~= nil then
+    local first, rerr = first_delivery(opts, ts, body, tolerance)
+    if not first then return nil, rerr end
   end
   return event
 end
