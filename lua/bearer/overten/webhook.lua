@@ -151,6 +151,10 @@ function M.verify(opts)
   ts = unix_text(ts)
   if ts ~= nil and type(ts) ~= "string" then check.bad_option("timestamp", "verify", "string", type(ts)) end
   local tolerance = opt(opts, "tolerance", "number", "verify") or M.TOLERANCE
+  local replay = opts.replay
+  if replay ~= nil and type(replay) ~= "string" and not (type(replay) == "table" and replay.claim) then
+    check.bad_option("replay", "verify", "redis:// URL, shared dict name or store", type(replay))
+  end
   local now = opt(opts, "now", "number", "verify") or os.time()
   local ok, err = M.check(opts.secret, body, sig, ts, tolerance, now)
   if not ok then return nil, err end
