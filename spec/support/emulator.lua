@@ -21,24 +21,45 @@ M.OVERTEN_KEY = "sk_live_0123456789abcdefABCDEF012345"
 M.OPTIVERSE_KEY = "optiuser_v1_test_4f9a2c1d8e7b6a5f"
 
 --- Starts an emulator; `env` (optional table) is passed to the launcher.
-function M.start(env)
+-- With `template` (a spec/nginx/*.conf.in path under the tree) the
+-- launcher starts that nginx app instead, and its client waits up to
+-- 30 s for an answer (the app's own calls take time).
+function M.start(env, template)
   local prefix = ""
   for k, v in pairs(env or {}) do prefix = prefix .. k .. "=" .. tostring(v) .. " " end
-  local p = assert(io.popen(prefix .. M.SCRIPT .. " start 2>&1"))
+  local p = assert(io.popen(prefix .. M.SCRIPT .. " start"
+                            .. (template and " " .. M.ROOT .. "/" .. template or "") .. " 2>&1"))
   local out = p:read("a")
   p:close()
   local url = out:match("BEARER_EMULATOR_URL=(%S+)")
   local dir = out:match("BEARER_EMULATOR_PREFIX=(%S+)")
-  assert(url and dir, "emulator did not start:\n" .. out)
-  return M.attach(url, dir)
+  assert(url and dir, (template or "emulator") .. " did not start:\n" .. out)
+  return M.attach(url, dir, template and 30 or nil)
 end
 
 --- Drives an emulator (or another launcher-started nginx) someone else
 -- started, at `url` with launcher prefix `prefix`; stop() stops it.
-function M.attach(url, prefix)
+function M.attach(url, prefix, timeout)
   local self = setmetatable({ url = url, prefix = prefix }, M)
-  self.http = bearer.client{ base_url = url, max_retries = 0 }
+  self.http = bearer.client{ base_url = url, max_retries = 0, timeout = timeout }
   return self
+end
+
+--- The arrival times (emulator's clock) of the requests under a path
+-- prefix since the last reset, and the most that fell within any `per`
+-- seconds: what a rate limit's proof asserts on.
+function M:arrivals_under(prefix, per)
+  local times = {}
+  for _, r in ipairs(self:requests()) do
+    if r.path:sub(1, #prefix) == prefix then times[#times + 1] = r.time end
+  end
+  table.sort(times)
+  local most, first = 0, 1
+  for i = 1, #times do
+    while times[i] - times[first] >= per do first = first + 1 end
+    most = math.max(most, i - first + 1)
+  end
+  return times, most
 end
 
 function M:stop()
