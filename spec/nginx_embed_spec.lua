@@ -48,11 +48,7 @@ local function wait_for(pred, what)
   error("timed out waiting for " .. what)
 end
 
-local function get_json(server, path)
-  local res = assert(server.http:get(path))
-  assert.equal(200, res.status, res.body)
-  return cjson.decode(res.body)
-end
+local function get_json(server, path) return server:get_json(path) end
 
 describe("bearer inside nginx #integration", function()
   local emu, one

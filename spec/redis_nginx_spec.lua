@@ -13,12 +13,6 @@ local function start_nginx(emu, redis_url)
                         "spec/nginx/redis.conf.in")
 end
 
-local function get_json(host, path)
-  local res = assert(host.http:get(path))
-  assert.equal(200, res.status, res.body)
-  return cjson.decode(res.body)
-end
-
 describe("two nginx hosts sharing a Redis store #integration", function()
   local emu, redis, a, b
   setup(function()
@@ -38,8 +32,8 @@ describe("two nginx hosts sharing a Redis store #integration", function()
     emu:config{ optiverse_poll_limit = { requests = 4, per = 1 } }
     local t0 = core.monotime()
     local outs = bearer.gather{
-      function() return get_json(a, "/calls?n=10") end,
-      function() return get_json(b, "/calls?n=10") end,
+      function() return a:get_json("/calls?n=10") end,
+      function() return b:get_json("/calls?n=10") end,
     }
     local elapsed = core.monotime() - t0
     for i = 1, 2 do
@@ -67,7 +61,7 @@ describe("two nginx hosts sharing a Redis store #integration", function()
     assert.is_true(deliver(b).replayed)
     -- handlers run from a timer, after the answer: wait for the first,
     -- then long enough for a second to show
-    local function handled() return get_json(a, "/handled").handled + get_json(b, "/handled").handled end
+    local function handled() return a:get_json("/handled").handled + b:get_json("/handled").handled end
     for _ = 1, 100 do
       if handled() > 0 then break end
       core.sleep(0.02)

@@ -81,6 +81,14 @@ function M:control(method, path, body)
   return res.json or true
 end
 
+--- GET `path` from this server; its decoded JSON (raises unless 200).
+function M:get_json(path)
+  local res, err = self.http:get(path)
+  if not res then error(tostring(err), 2) end
+  if res.status ~= 200 then error(("%s: HTTP %d: %s"):format(path, res.status, res.body), 2) end
+  return cjson.decode(res.body)
+end
+
 function M:reset() return self:control("POST", "/reset") end
 function M:fault(spec) return self:control("POST", "/faults", spec) end
 function M:config(spec) return self:control("POST", "/config", spec) end
