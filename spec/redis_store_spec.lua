@@ -63,6 +63,28 @@ describe("bearer.redis #unit", function()
   end)
 end)
 
+describe("a core built without hiredis #integration", function()
+  it("builds, runs, and makes a redis:// store a config error", function()
+    local files = require "support.files"
+    local dir = files.tmpdir()
+    assert(os.execute(("mkdir -p %s/bearer && cc -O0 -std=c99 -fPIC -fvisibility=hidden "
+      .. "-D_POSIX_C_SOURCE=200809L -I/usr/include/lua5.4 -shared -o %s/bearer/core.so "
+      .. "%s/src/*.c -lcurl -lcrypto -lpthread"):format(dir, dir, emulator.ROOT)))
+    local out = subprocess.run([[
+      local bearer = require "bearer"
+      print("redis", require("bearer.core").redis)
+      local ok, e = pcall(bearer.client, { base_url = "http://127.0.0.1:1",
+        rate_limit = { requests = 1, per = 1, store = "redis://127.0.0.1" } })
+      print(ok, e.kind, e.code)
+      print("plain", bearer.client{ base_url = "http://127.0.0.1:1", rate_limit = { requests = 1, per = 1 } } ~= nil)
+    ]], { LUA_CPATH = dir .. "/?.so;;" })
+    files.remove(dir)
+    assert.matches("redis%sfalse", out)
+    assert.matches("false%sconfig%sno_hiredis", out)
+    assert.matches("plain%strue", out)
+  end)
+end)
+
 describe("Redis stores #integration", function()
   local emu
   setup(function() emu = emulator.start() end)
