@@ -68,9 +68,35 @@ describe("two nginx hosts sharing a Redis store #integration", function()
     end
     core.sleep(0.2)
     assert.equal(1, handled())
+    -- with a lua_shared_dict the marks hold for one nginx (its workers)
+    local function deliver_dict(host)
+      local res = assert(host.http:post("/webhook-dict", { body = body, headers = headers }))
+      return cjson.decode(res.body)
+    end
+    assert.is_nil(deliver_dict(a).replayed)
+    assert.is_true(deliver_dict(a).replayed)
+    assert.is_nil(deliver_dict(b).replayed)
     -- a bad signature is still a 401, not a replay
     local res, err = b.http:post("/webhook", { body = body .. " ", headers = headers })
     assert.is_nil(res)
     assert.equal(401, err.status)
+  end)
+
+  it("answers store_unavailable within the connect timeout when Redis hangs, and 503 to a webhook", function()
+    redis:pause()
+    local t0 = core.monotime()
+    local out = a:get_json("/calls?n=1")
+    local hung = core.monotime() - t0
+    local secret = require("spec.nginx.redis_app").WEBHOOK_SECRET
+    local body = '{"event":"task.completed","id":"evt_ngx_hung"}'
+    local res, err = b.http:post("/webhook", { body = body, headers = webhook.sign{ secret = secret, body = body } })
+    redis:resume()
+    assert.equal(0, out.ok)
+    assert.matches("store_unavailable", out.errors[1])
+    assert.is_true(hung < 1.5, ("%.2f s for a hung store (connect timeout 0.5 s)"):format(hung))
+    assert.is_nil(res)
+    assert.equal(503, err.status)
+    assert.equal(0, #emu:requests())
+    print(("\n    hung Redis inside nginx: error after %.2f s (connect_timeout 0.5)"):format(hung))
   end)
 end)

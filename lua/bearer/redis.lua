@@ -204,10 +204,11 @@ function M.token()
                                tostring({}):match("0x%x+") or "")
 end
 
---- claims(spec, name, level) -> a store with claim(): `spec` is one
--- already, a redis:// URL, or the name of a store of the current host
--- (an nginx lua_shared_dict). Anything else raises at `level`.
-function M.claims(spec, name, fname, option, level)
+--- claims(spec, name, fname, option, level, timeout) -> a store with
+-- claim(): `spec` is one already, a redis:// URL (each command bounded by
+-- `timeout` seconds), or the name of a store of the current host (an
+-- nginx lua_shared_dict). Anything else raises at `level`.
+function M.claims(spec, name, fname, option, level, timeout)
   level = level + 1
   if type(spec) == "table" and type(spec.claim) == "function" then return spec end
   if type(spec) ~= "string" then
@@ -215,7 +216,8 @@ function M.claims(spec, name, fname, option, level)
           :format(option, fname, type(spec)), level)
   end
   if spec:find("^redis://") then
-    return M.store(spec, { name = name, level = level, option = option, fname = fname })
+    return M.store(spec, { name = name, level = level, option = option, fname = fname,
+                           timeout = timeout })
   end
   local h = require("bearer.host").current()
   local store = h.named_store(spec, name)

@@ -20,7 +20,7 @@ end
 -- for the key, wherever they run.
 function M.calls()
   local ov = require("bearer.optiverse").client{ api_key = settings.key, base_url = settings.api,
-    max_retries = 0, rate_limit = { requests = 4, per = 1 } }
+    max_retries = 0, connect_timeout = 0.5, rate_limit = { requests = 4, per = 1 } }
   local ok, errs = 0, {}
   for _ = 1, tonumber(ngx.var.arg_n) do
     local page, err = ov:records_page{ limit = 1 }
@@ -30,8 +30,10 @@ function M.calls()
   ngx.say(cjson.encode{ ok = ok, errors = errs })
 end
 
-function M.webhook()
-  require("bearer.ngx").webhook{ secret = M.WEBHOOK_SECRET, replay = settings.store,
+-- replay: the Redis store, or the lua_shared_dict named `dict` (one nginx)
+function M.webhook(dict)
+  require("bearer.ngx").webhook{ secret = M.WEBHOOK_SECRET, replay = dict or settings.store,
+    replay_timeout = 0.5,
     handler = function() ngx.shared.results:incr("handled", 1, 0) end }
 end
 

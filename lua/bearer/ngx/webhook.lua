@@ -74,7 +74,8 @@ function M.receive(opts)
   if body == nil then return answer(400, { error = "malformed", message = "unreadable body" }) end
   ngx.update_time()
   local event, err = verifier.verify{ secret = secret, body = body, headers = ngx.req.get_headers(),
-                                      tolerance = tolerance, now = ngx.now(), replay = opts.replay }
+                                      tolerance = tolerance, now = ngx.now(), replay = opts.replay,
+                                      replay_timeout = opts.replay_timeout }
   if not event then
     if err.code == "replayed" then return answer(200, { ok = true, replayed = true }) end
     if err.code == "store_unavailable" then

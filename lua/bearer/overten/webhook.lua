@@ -122,7 +122,8 @@ end
 -- the signature our secret gives (public: it came in a header), never
 -- the secret.
 local function first_delivery(opts, timestamp, body, tolerance)
-  local store = require("bearer.redis").claims(opts.replay, "overten-webhook", "verify", "replay", 3)
+  local store = require("bearer.redis").claims(opts.replay, "overten-webhook", "verify", "replay", 3,
+                                               opts.replay_timeout)
   local mark = bearer.crypto.hmac_sha256_hex(opts.secret, signed_string(timestamp, body))
   local first, err = store:claim(mark, 2 * tolerance, require("bearer.redis").token())
   if first == nil then return nil, err end
@@ -133,7 +134,8 @@ local function first_delivery(opts, timestamp, body, tolerance)
 end
 
 --- overten.webhook.verify{ secret=, body=, signature=, timestamp=
---    [, headers=] [, tolerance=300] [, now=] [, replay=] } -> event | nil, err
+--    [, headers=] [, tolerance=300] [, now=] [, replay=] [, replay_timeout=5] }
+--    -> event | nil, err
 -- `signature`/`timestamp` may instead come from `headers` (any case).
 -- Errors: kind "signature" (code bad_signature, stale_timestamp,
 -- malformed, replayed), kind "decode" when a correctly signed body is not
@@ -154,6 +156,10 @@ function M.verify(opts)
   local replay = opts.replay
   if replay ~= nil and type(replay) ~= "string" and not (type(replay) == "table" and replay.claim) then
     check.bad_option("replay", "verify", "redis:// URL, shared dict name or store", type(replay))
+  end
+  local replay_timeout = opt(opts, "replay_timeout", "number", "verify")
+  if replay_timeout ~= nil and not (replay_timeout > 0 and replay_timeout < 86400) then
+    check.bad_option("replay_timeout", "verify", "seconds (0 < t < 86400)", tostring(replay_timeout))
   end
   local now = opt(opts, "now", "number", "verify") or os.time()
   local ok, err = M.check(opts.secret, body, sig, ts, tolerance, now)
