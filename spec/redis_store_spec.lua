@@ -121,12 +121,12 @@ describe("Redis stores #integration", function()
     end)
 
     it("has three watchers in three processes share the slot and yield each record once", function()
-      emu:config{ optiverse_poll_limit = { requests = 1, per = 0.4 } }
+      emu:config{ optiverse_poll_limit = { requests = 1, per = 1 } }
       local code = ([[
         local ov = require("bearer.optiverse").client{ api_key = %q, base_url = %q }
-        local until_t = require("bearer.core").now() + 3
+        local until_t = require("bearer.core").now() + 3.6
         local ok, err = pcall(function()
-          for rec in ov:watch_records{ since = %q, interval = 0.4, i_have_a_higher_limit = true,
+          for rec in ov:watch_records{ since = %q, interval = 1, i_have_a_higher_limit = true,
                                        max_failures = 0, until_time = until_t, store = %q } do
             print("rec " .. rec.recordId)
           end
@@ -141,9 +141,10 @@ describe("Redis stores #integration", function()
           inserted[#inserted + 1] = id
         end
       end
+      local outs = {}
+      for i, w in ipairs(watchers) do outs[i] = w.wait() end   -- all done before any assert
       local seen, total, per_watcher = {}, 0, {}
-      for i, w in ipairs(watchers) do
-        local out = w.wait()
+      for i, out in ipairs(outs) do
         assert.same({}, lines_of(out, "err"))
         local recs = lines_of(out, "rec")
         per_watcher[i] = #recs

@@ -67,8 +67,9 @@ static void redis_push_value(lua_State *L, const redisReply *rep, int depth) {
   }
 }
 
-/* Pushes the call's answer for a whole reply (see the file's comment). */
-static int redis_push_reply(lua_State *L, const redisReply *rep) {
+/* Pushes the call's answer for the reply (a light userdata at 1). */
+static int redis_push_reply_unprotected(lua_State *L) {
+  const redisReply *rep = lua_touserdata(L, 1);
   lua_pushboolean(L, 1);
   if (rep->type == REDIS_REPLY_ERROR) {
     lua_pushnil(L);
@@ -77,6 +78,19 @@ static int redis_push_reply(lua_State *L, const redisReply *rep) {
   }
   redis_push_value(L, rep, 0);
   return 2;
+}
+
+/* Pushes the call's answer for a whole reply and frees it, also when a
+** push raises (out of memory): the reply is hiredis's malloc'd tree, so
+** the pushes run under lua_pcall and the error is raised after the free. */
+static int redis_push_reply(lua_State *L, redisReply *rep) {
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, redis_push_reply_unprotected);
+  lua_pushlightuserdata(L, rep);
+  int status = lua_pcall(L, 1, LUA_MULTRET, 0);
+  freeReplyObject(rep);
+  if (status != 0) return lua_error(L);   /* 0: LUA_OK, which 5.1 lacks */
+  return lua_gettop(L) - top;
 }
 
 /* argv from the array at idx: strings (numbers converted), at most
@@ -154,11 +168,12 @@ static int redis_command(lua_State *L) {
     c->ctx = NULL;
     return 2;
   }
-  int r = redis_push_reply(L, rep);
-  freeReplyObject(rep);
-  return r;
+  return redis_push_reply(L, rep);
 }
 
+/* close(), __gc and __close: one idempotent release. A connection closed
+** (by the caller or by a failure) answers nil, err: bearer.redis then
+** connects again. */
 static int redis_close(lua_State *L) {
   redis_conn *c = redis_check(L);
   if (c->ctx) redisFree(c->ctx);
@@ -171,7 +186,16 @@ static int redis_is_open(lua_State *L) {
   return 1;
 }
 
-/* core.redis_format(argv) -> the command in Redis's protocol */
+typedef struct redis_bytes { const char *p; size_t n; } redis_bytes;
+
+static int redis_push_bytes(lua_State *L) {
+  const redis_bytes *b = lua_touserdata(L, 1);
+  lua_pushlstring(L, b->p, b->n);
+  return 1;
+}
+
+/* core.redis_format(argv) -> the command in Redis's protocol. hiredis
+** mallocs it: copied under lua_pcall, freed before any error is raised. */
 static int redis_format(lua_State *L) {
   const char *argv[REDIS_MAX_ARGS];
   size_t lens[REDIS_MAX_ARGS];
@@ -179,8 +203,12 @@ static int redis_format(lua_State *L) {
   char *out = NULL;
   int len = redisFormatCommandArgv(&out, n, argv, lens);
   if (len < 0 || out == NULL) return luaL_error(L, "redis_format: out of memory");
-  lua_pushlstring(L, out, (size_t)len);
+  redis_bytes b = { out, (size_t)len };
+  lua_pushcfunction(L, redis_push_bytes);
+  lua_pushlightuserdata(L, &b);
+  int status = lua_pcall(L, 1, 1, 0);
   free(out);
+  if (status != 0) return lua_error(L);   /* 0: LUA_OK, which 5.1 lacks */
   return 1;
 }
 
@@ -223,9 +251,7 @@ static int redis_reader_get(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  int r = redis_push_reply(L, rep);
-  freeReplyObject(rep);
-  return r;
+  return redis_push_reply(L, rep);
 }
 
 static int redis_reader_gc(lua_State *L) {
@@ -255,14 +281,17 @@ static const luaL_Reg redis_functions[] = {
   {NULL, NULL}
 };
 
+/* metatable.__index = methods; __gc and __close = the one release */
 static void redis_metatable(lua_State *L, const char *name, const luaL_Reg *methods,
-                            lua_CFunction gc) {
+                            lua_CFunction release) {
   luaL_newmetatable(L, name);
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, gc);
+  lua_pushcfunction(L, release);
   lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, release);
+  lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
 }
 
