@@ -120,6 +120,19 @@ describe("Redis stores #integration", function()
       print(("\n    20 calls from 2 processes at 4/s: %.1f s, no 429"):format(elapsed))
     end)
 
+    it("books on Redis's clock, expires its slots, and reloads its script after SCRIPT FLUSH", function()
+      local store = require("bearer.redis").store(server.url, { name = "flush-test" })
+      assert.equal(0, store:book(2, 10, 0.5))
+      assert.equal(0, store:book(2, 10, 0.5))
+      server:command{ "SCRIPT", "FLUSH" }
+      local wait = store:book(2, 10, 0.5)
+      assert.is_true(wait > 10 and wait <= 10.5, tostring(wait))
+      local ttl = server:command{ "PTTL", "bearer:rl:flush-test" }
+      -- kept while the last slot can matter: its start (10.5 s away) + per + margin + 2 s
+      assert.is_true(ttl > 22000 and ttl <= 23000, tostring(ttl))
+      assert.equal(2, server:command{ "LLEN", "bearer:rl:flush-test" })
+    end)
+
     it("has three watchers in three processes share the slot and yield each record once", function()
       emu:config{ optiverse_poll_limit = { requests = 1, per = 1 } }
       local code = ([[
