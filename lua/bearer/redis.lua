@@ -198,10 +198,17 @@ function Store:claim(id, ttl, token)
   return v == 1
 end
 
---- A token telling this claimant's claims from every other's.
+--- A token telling this claimant's claims from every other's, on any
+-- host: 16 bytes of /dev/urandom (math.random is seeded alike in every
+-- nginx worker forked from one master).
 function M.token()
-  return ("%x-%.6f-%s"):format(math.random(0, 0x7fffffff), core.now(),
-                               tostring({}):match("0x%x+") or "")
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(16)
+  if f then f:close() end
+  if not bytes or #bytes ~= 16 then
+    error("bearer.redis: cannot read /dev/urandom for a claim token", 2)
+  end
+  return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
 --- claims(spec, name, fname, option, level, timeout) -> a store with
