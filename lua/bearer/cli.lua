@@ -49,6 +49,13 @@ local function number_json(x)
   return ("%.17g"):format(x)
 end
 
+-- A whole number from command-line text, or nil.
+local function whole(text)
+  local n = tonumber(text)
+  if not n or n % 1 ~= 0 then return nil end
+  return math.tointeger and math.tointeger(n) or n
+end
+
 local function is_array(t)
   local n = 0
   for _ in pairs(t) do n = n + 1 end
@@ -427,8 +434,8 @@ local function convert(flag, raw, spec)
   end
   if type(raw) == "table" then usage("--" .. flag .. " given twice") end
   if kind == "integer" then
-    local n = math.tointeger and math.tointeger(tonumber(raw)) or tonumber(raw)
-    if not n or n % 1 ~= 0 then usage("--" .. flag .. " needs a whole number, got '" .. raw .. "'") end
+    local n = whole(raw)
+    if not n then usage("--" .. flag .. " needs a whole number, got '" .. raw .. "'") end
     return n
   elseif kind == "number" then
     local n = tonumber(raw)
@@ -713,8 +720,8 @@ local function run_api(ctx, api, argv)
   for _, o in ipairs(cmd.options or {}) do
     if o.field == "output" and opts.output == nil then usage(called .. " needs -o PATH") end
   end
-  local max = global.max and tonumber(global.max)
-  if global.max and (not max or max < 1 or max % 1 ~= 0) then usage("--max needs a whole number >= 1") end
+  local max = global.max and whole(global.max)
+  if global.max and (not max or max < 1) then usage("--max needs a whole number >= 1") end
   ctx.show_secret = global.show_secret
   ctx.progress = global.progress or ctx.tty
   local c = make_client(api, cmd, global)
@@ -739,7 +746,7 @@ local function run_emulator(ctx, argv)
     if not (verb == "start" and name == "port") then usage("unknown option --" .. name .. " for emulator " .. verb) end
   end
   if verb == "start" then
-    local port = opts.port and math.tointeger and math.tointeger(tonumber(opts.port))
+    local port = opts.port and whole(opts.port)
     if opts.port and not port then usage("--port needs a whole number") end
     local emu, err = emulator.start{ port = port }
     if not emu then ctx.err(tostring(err) .. "\n"); return API_ERROR end

@@ -20,6 +20,7 @@
 -- launcher script owns the nginx process (port choice, pid-checked stop).
 local bearer = require "bearer"
 local errors = require "bearer.error"
+local json = require "bearer.json"
 
 local M = {}
 
@@ -27,6 +28,41 @@ local M = {}
 -- emulator alone accepts, not secrets.
 M.OVERTEN_KEY = "sk_live_0123456789abcdefABCDEF012345"
 M.OPTIVERSE_KEY = "optiuser_v1_test_4f9a2c1d8e7b6a5f"
+
+--- The uid that owns the seeded organization (org_test).
+M.OWNER_UID = "emu_owner"
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+local function b64url(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    for j = 1, 2 + (b and 1 or 0) + (c and 1 or 0) do
+      local idx = math.floor(n / 64 ^ (4 - j)) % 64
+      out[#out + 1] = B64:sub(idx + 1, idx + 1)
+    end
+  end
+  return table.concat(out)
+end
+
+--- An unsigned Firebase-style ID token for the admin endpoints: the
+-- emulator checks its claims (`sub`, `exp`), not a signature, so only the
+-- emulator accepts it. `claims` default: sub = OWNER_UID, exp = in 1 h.
+---@param claims table|nil
+---@return string
+function M.firebase_token(claims)
+  if claims ~= nil and type(claims) ~= "table" then
+    error("bad argument #1 to 'firebase_token' (table expected, got " .. type(claims) .. ")", 2)
+  end
+  local c = {}
+  for k, v in pairs(claims or {}) do c[k] = v end
+  c.sub = c.sub or M.OWNER_UID
+  c.exp = c.exp or os.time() + 3600
+  local body = assert(json.encode(c))
+  return b64url('{"alg":"RS256","typ":"JWT"}') .. "." .. b64url(body) .. ".c2lnbmF0dXJl"
+end
 
 --- What the emulator needs on the machine, and where the launcher looks.
 M.NEEDS = "nginx with its Lua module (Debian: apt-get install nginx libnginx-mod-http-lua)"
@@ -125,7 +161,12 @@ function M.start(opts)
   if not ok then return nil, err end
   local env = {}
   for k, v in pairs(opts.env or {}) do env[k] = v end
-  if opts.port ~= nil then env.BEARER_EMULATOR_PORT = math.tointeger(opts.port) or opts.port end
+  if opts.port ~= nil then
+    if type(opts.port) ~= "number" or opts.port % 1 ~= 0 then
+      error("bad option 'port' to 'start' (whole number expected, got " .. tostring(opts.port) .. ")", 2)
+    end
+    env.BEARER_EMULATOR_PORT = ("%d"):format(opts.port)
+  end
   if opts.workers ~= nil then env.BEARER_EMULATOR_WORKERS = opts.workers end
   local args = "start" .. (opts.template and (" " .. quote(opts.template)) or "")
   local p = assert(io.popen(launcher(args, env)))
