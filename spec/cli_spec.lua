@@ -209,10 +209,12 @@ describe("the bearer command #integration", function()
     out, err, code = bearer("overten download " .. run .. " -o memo2.docx", overten_env())
     assert.equal(0, code, err)
     assert.equal("", err)
+    assert.equal("memo2.docx", json_lines(out)[1].path)
     -- -o is needed
     out, err, code = bearer("overten download " .. run, overten_env())
     assert.equal(2, code)
     assert.equal("", out)
+    assert.truthy(err:find("-o PATH", 1, true), err)
   end)
 
   it("overten keys list ORG_ID with FIREBASE_ID_TOKEN; a new key's secret only with --show-secret", function()
@@ -241,6 +243,7 @@ describe("the bearer command #integration", function()
     -- no token: a usage error naming the variable
     out, err, code = bearer("overten keys list org_test", overten_env())
     assert.equal(2, code)
+    assert.equal("", out)
     assert.truthy(err:find("FIREBASE_ID_TOKEN", 1, true), err)
   end)
 
@@ -284,6 +287,7 @@ describe("the bearer command #integration", function()
     emu:fault{ path = "/api/v1/verify", type = "status", status = 401, times = -1 }
     out, err, code = bearer("overten verify", overten_env())
     assert.equal(1, code)
+    assert.equal("", out)
     assert.truthy(err:find("auth", 1, true), err)
     emu:fault{ path = "/external-api/*", type = "drop", times = -1 }
     out, err, code = bearer("optiverse templates", optiverse_env())
