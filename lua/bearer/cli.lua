@@ -791,7 +791,10 @@ function M.main(argv, ctx)
   ctx.out = ctx.out or function(s) io.stdout:write(s) end
   ctx.err = ctx.err or function(s) io.stderr:write(s) end
   ctx.env = ctx.env or os.getenv
-  if ctx.tty == nil then ctx.tty = os.execute("test -t 2") == true end
+  if ctx.tty == nil then
+    local r = os.execute("test -t 2")   -- 5.1 and LuaJIT: the status number
+    ctx.tty = r == true or r == 0
+  end
   local ok, code = pcall(function()
     local first = argv[1]
     if first == nil then usage("which API? (bearer --help)") end

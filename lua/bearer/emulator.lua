@@ -97,7 +97,7 @@ end
 
 local function find_nginx()
   local p = io.popen("command -v nginx 2>/dev/null")
-  local found = p and p:read("l")
+  local found = p and p:read("*l")
   if p then p:close() end
   if found and found ~= "" then return found end
   if exists("/usr/sbin/nginx") then return "/usr/sbin/nginx" end
@@ -170,7 +170,7 @@ function M.start(opts)
   if opts.workers ~= nil then env.BEARER_EMULATOR_WORKERS = opts.workers end
   local args = "start" .. (opts.template and (" " .. quote(opts.template)) or "")
   local p = assert(io.popen(launcher(args, env)))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   local url = out:match("BEARER_EMULATOR_URL=(%S+)")
   local prefix = out:match("BEARER_EMULATOR_PREFIX=(%S+)")
@@ -205,7 +205,7 @@ function Emulator:stop()
   local ok, out = true, ""
   if self.prefix then
     local p = assert(io.popen(launcher("stop " .. quote(self.prefix))))
-    out = p:read("a")
+    out = p:read("*a")
     ok = p:close()
     self.prefix = nil
   end
