@@ -78,6 +78,20 @@ describe("bearer.emulator #integration", function()
                      "bad argument #1 to 'start' (table expected, got string)")
   end)
 
+  it("docs/testing.md shows the example's code as it is in examples/testing", function()
+    local code = files.read(ROOT .. "/examples/testing/monthly.lua")
+                 .. files.read(ROOT .. "/examples/testing/monthly_spec.lua")
+    local guide = files.read(ROOT .. "/docs/testing.md")
+    local blocks = 0
+    for block in guide:gmatch("```lua\n(.-)```") do
+      blocks = blocks + 1
+      for line in block:gmatch("[^\n]+") do
+        assert.truthy(code:find(line, 1, true), "not in examples/testing: " .. line)
+      end
+    end
+    assert.equal(2, blocks)
+  end)
+
   it("runs docs/testing.md's example spec (examples/testing)", function()
     local out, ok = sh(("cd %s && LUA_PATH=%s LUA_CPATH=%s busted --lua=lua5.4 -o plainTerminal "
                         .. "examples/testing/monthly_spec.lua"):format(quote(ROOT),
