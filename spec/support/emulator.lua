@@ -32,6 +32,13 @@ function M.start(env, template, timeout)
   return setmetatable(emu, Spec)
 end
 
+--- start() without the assert: nil, err when it did not start.
+function M.try_start(env, template)
+  local emu, err = product.start{ env = env, template = template }
+  if not emu then return nil, err end
+  return setmetatable(emu, Spec)
+end
+
 --- Drives an emulator (or another launcher-started nginx) someone else
 -- started, at `url` with launcher prefix `prefix`; stop() stops it.
 function M.attach(url, prefix)
