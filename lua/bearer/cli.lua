@@ -16,6 +16,7 @@
 -- API returns (bearer.Key fields) is replaced by a note; only a secret the
 -- API returns once on creation is printed, and only with --show-secret.
 local bearer = require "bearer"
+local endpoint = require "bearer.endpoint"
 local json = require "bearer.json"
 
 local M = {}
@@ -132,12 +133,6 @@ local function options_of(fields, into)
   return into
 end
 
-local function path_params(path)
-  local names = {}
-  for name in path:gmatch("{([%w_]+)}") do names[#names + 1] = name end
-  return names
-end
-
 local function describe_spec(spec)
   local kind, bits = spec[1], {}
   if spec.label then
@@ -161,8 +156,7 @@ end
 -- A command for declaration `decl` of `api` ("client" or "admin" for
 -- Overten's Firebase endpoints).
 local function derived(decl, client_kind)
-  local positional = decl.path_from and {} or path_params(decl.path)
-  for _, arg in ipairs(decl.args or {}) do positional[#positional + 1] = arg[1] end
+  local positional = endpoint.positional(decl)
   local options = {}
   if decl.opts ~= "none" then
     options_of(decl.fields, options)
@@ -282,7 +276,8 @@ local OPTIVERSE_HAND = {
     run = function(_, c, args) return c:template(args[1]) end },
   { name = "watch", positional = {}, list = true,
     options = options_of({ since = { "time" }, interval = { "number", min = 1 },
-                           max_polls = { "integer", min = 1 }, limit = { "integer", min = 1, max = 100 } }, {}),
+                           max_polls = { "integer", min = 1 }, limit = { "integer", min = 1, max = 100 },
+                           i_have_a_higher_limit = { "boolean" } }, {}),
     summary = "new records as they appear (polls within the API's limit; Ctrl-C stops)",
     run = function(_, c, _, opts) return c:watch_records(opts) end },
 }
