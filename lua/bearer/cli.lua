@@ -72,6 +72,7 @@ end
 -- text to print in its place.
 ---@param v any
 ---@param secret fun(key: userdata, field: string): string
+---@param field string|nil the field v is the value of (for secret)
 ---@return string
 function M.encode(v, secret, field)
   local t = type(v)

@@ -220,7 +220,9 @@ Emulator.__close = Emulator.stop
 
 --- The base URLs the API modules take (base_url, or OVERTEN_BASE_URL and
 -- OPTIVERSE_BASE_URL).
+---@return string
 function Emulator:overten_url() return self.url .. "/api/v1" end
+---@return string
 function Emulator:optiverse_url() return self.url .. "/external-api" end
 
 --- The variables that point bearer (and `bearer`) at this emulator with
@@ -251,25 +253,40 @@ function Emulator:control(method, path, body)
 end
 
 --- Whether it answers GET /_emulator/health.
+---@return table|nil, table|nil
 function Emulator:health() return self:control("GET", "/health") end
 --- Seeded state back, request log, faults and config switches cleared.
+---@return table|nil, table|nil
 function Emulator:reset() return self:control("POST", "/reset") end
 --- Queues a fault ({ path=, method=, times=, type=, ... }: the README's table).
+---@param spec table
+---@return table|nil, table|nil
 function Emulator:fault(spec) return self:control("POST", "/faults", spec) end
 --- The pending faults.
+---@return table|nil, table|nil
 function Emulator:faults() return self:control("GET", "/faults") end
+--- Clears every pending fault.
+---@return table|nil, table|nil
 function Emulator:clear_faults() return self:control("DELETE", "/faults") end
 --- Sets config switches ({ name = value }); the current ones with no argument.
+---@param spec table|nil
+---@return table|nil, table|nil
 function Emulator:config(spec)
   if spec == nil then return self:control("GET", "/config") end
   return self:control("POST", "/config", spec)
 end
+--- Clears the request log.
+---@return table|nil, table|nil
 function Emulator:clear_requests() return self:control("DELETE", "/requests") end
 --- Inserts `count` new Optiverse records ahead of the newest.
+---@param count integer
+---@return table|nil, table|nil
 function Emulator:insert_records(count)
   return self:control("POST", "/optiverse/records", { count = count })
 end
 --- Moves the Optiverse poll-limit clock `seconds` forward.
+---@param seconds number
+---@return table|nil, table|nil
 function Emulator:advance_clock(seconds)
   return self:control("POST", "/optiverse/clock", { advance = seconds })
 end
