@@ -11,7 +11,8 @@ local WEBHOOK_SECRET = "whsec_emu_5f3c9a7e1b2d4f6a8c0e2b4d6f8a0c1e"
 
 local function start_nginx(emu, workers)
   return emulator.start({ BEARER_EMULATOR_URL = emu.url, BEARER_TEST_WEBHOOK_SECRET = WEBHOOK_SECRET,
-                          BEARER_EMULATOR_WORKERS = workers }, "spec/nginx/embed.conf.in")
+                          BEARER_EMULATOR_WORKERS = workers },
+                        emulator.ROOT .. "/spec/nginx/embed.conf.in", 20)
 end
 
 -- Runs a GET in a child process, in the background; its body lands in the
@@ -120,6 +121,14 @@ describe("bearer inside nginx #integration", function()
       if not seen[r.connection] then seen[r.connection] = true; n = n + 1 end
     end
     assert.is_true(n <= 4, n .. " connections for 12 calls (4 pool threads)")
+  end)
+
+  it("overlaps the calls of bearer.gather inside a handler", function()
+    emu:fault{ path = "/echo/gather*", type = "slow", delay = 0.4, times = -1 }
+    local got = get_json(one, "/app/gather")
+    emu:clear_faults()
+    assert.same({ 200, 200, 200, 200, 200 }, got.values)
+    assert.is_true(got.seconds < 1.2, ("5 calls of 0.4 s took %.2f s"):format(got.seconds))
   end)
 
   it("survives malformed responses on reused connections (libcurl 7.88 double free)", function()

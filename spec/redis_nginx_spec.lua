@@ -10,7 +10,7 @@ local webhook = require "bearer.overten.webhook"
 local function start_nginx(emu, redis_url)
   return emulator.start({ BEARER_TEST_REDIS_URL = redis_url, BEARER_TEST_OPTIVERSE_URL = emu:optiverse_url(),
                           BEARER_TEST_OPTIVERSE_KEY = emulator.OPTIVERSE_KEY, BEARER_EMULATOR_WORKERS = 2 },
-                        "spec/nginx/redis.conf.in")
+                        emulator.ROOT .. "/spec/nginx/redis.conf.in", 30)
 end
 
 describe("two nginx hosts sharing a Redis store #integration", function()
