@@ -20,7 +20,18 @@
 -- limiter.
 local host = require "bearer.host"
 
+--- Options of `bearer.ratelimit{...}`.
+---@class bearer.RateLimitOptions
+---@field requests integer at most this many starts ...
+---@field per number ... in any window of this many seconds (spaced a margin more)
+---@field clock (fun(): number)|nil default: monotonic
+---@field sleep (fun(seconds: number))|nil default: the host's
+---@field store table|nil where the slots live (an object with `update(fn)`)
+
+---@class bearer.ratelimit
 local M = {}
+--- A limiter: any object with `acquire()` can stand in for one.
+---@class bearer.Limiter
 local Limiter = {}
 Limiter.__index = Limiter
 
@@ -33,12 +44,14 @@ function M.margin(per) return math.min(0.05 * per, 1) end
 
 local LocalStore = {}
 LocalStore.__index = LocalStore
+--- Runs `fn` on the slots (this process only).
+---@param fn fun(slots: table): number
+---@return number
 function LocalStore:update(fn) return fn(self.slots) end
 
 --- bearer.ratelimit.new{ requests = N, per = seconds [, clock =, sleep =, store = ] }
----@param opts { requests: integer, per: number, clock: (fun(): number)|nil,
----  sleep: (fun(s: number))|nil, store: table|nil }
----@return table limiter
+---@param opts bearer.RateLimitOptions
+---@return bearer.Limiter
 function M.new(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'ratelimit' (table expected, got " .. type(opts) .. ")", 2)
@@ -84,7 +97,7 @@ local function book(slots, now, requests, per, margin)
 end
 
 --- Books the next slot; returns the seconds it will wait, without waiting.
----@return number
+---@return number seconds
 function Limiter:reserve()
   local now = self.clock()
   return self.store:update(function(slots)
@@ -93,7 +106,7 @@ function Limiter:reserve()
 end
 
 --- Waits for the next slot (through the limiter's sleep); returns the wait.
----@return number
+---@return number seconds
 function Limiter:acquire()
   local wait = self:reserve()
   if wait > 0 then self.sleep(wait) end
@@ -104,6 +117,10 @@ end
 -- `{ requests =, per = }` or an object with acquire(). `name` says which
 -- clients share the slots where the host's store is shared (the same base
 -- URL and key).
+---@param value { requests: integer, per: number }|bearer.Limiter|nil
+---@param h bearer.Host
+---@param name string
+---@return bearer.Limiter|nil
 function M.from_option(value, h, name)
   if value == nil then return nil end
   if type(value) == "table" and type(value.acquire) == "function" then return value end
