@@ -252,12 +252,8 @@ local function state(self, fname)
   return st
 end
 
---- c:with_options{ timeout=, max_retries=, headers=, retry_statuses= } -> view
--- A light view of this client: the same connection, key, host and rate
--- limit, other per-call defaults. `headers` add to the client's. Unknown
--- names raise, as in the constructor. Closing a view closes nothing.
----@param opts table
----@return bearer.Client
+-- The view behind every with_options (Client:with_options, api_view);
+-- `lv` is the caller's level for raises.
 local function make_view(self, opts, lv)
   local parent = state(self, "with_options")
   if type(opts) ~= "table" then

@@ -273,13 +273,6 @@ local function list(d, call, self, req)
   return pager.cursor(function(cursor) return fetch(cursor, "cursor") end, first)
 end
 
---- A client method for declaration `decl`, calling `call(self, method,
--- path, ropts) -> doc | nil, err`. Single calls return the decoded body
--- or nil, err; paged ones return a pager and raise a refused value's
--- error object at once (an iterator has no nil, err).
----@param decl table
----@param call fun(self: table, method: string, path: string, ropts: table): any, table|nil
----@return function
 -- One call of a declared endpoint: checked, built, sent, shaped.
 local function single(d, call, self, ...)
   local req, err = build(d, ...)
@@ -290,7 +283,10 @@ local function single(d, call, self, ...)
   return finish(d, self, call(self, req.method, path, req.ropts))
 end
 
---- The method a declaration describes, calling through `call`.
+--- A client method for declaration `decl`, calling `call(self, method,
+-- path, ropts) -> doc | nil, err`. Single calls return the decoded body
+-- or nil, err; paged ones return a pager and raise a refused value's
+-- error object at once (an iterator has no nil, err).
 ---@param decl table a declaration (above)
 ---@param call fun(self: table, method: string, path: string, ropts: table): any, bearer.Error|nil
 ---@return function method

@@ -66,7 +66,6 @@ local M = {
 
 --- Hashes and HMACs from the C core. An HMAC key may be a bearer.Key,
 -- whose secret never becomes a Lua string.
-
 ---@class bearer.crypto
 ---@field sha256_hex fun(data: string): string lower-case hex SHA-256
 ---@field hmac_sha256_hex fun(key: string|bearer.Key, data: string): string lower-case hex HMAC-SHA256
