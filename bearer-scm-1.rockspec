@@ -59,6 +59,10 @@ build = {
     ["bearer.overten.webhook"] = "lua/bearer/overten/webhook.lua",
     ["bearer.optiverse"] = "lua/bearer/optiverse.lua",
     ["bearer.optiverse.endpoints"] = "lua/bearer/optiverse/endpoints.lua",
+    -- LuaCATS stubs of the declared endpoints' methods (---@meta: editors
+    -- read them from the installed tree; `make types` writes them)
+    ["bearer.types.overten"] = "lua/bearer/types/overten.lua",
+    ["bearer.types.optiverse"] = "lua/bearer/types/optiverse.lua",
     ["bearer.ngx"] = "lua/bearer/ngx/init.lua",
     ["bearer.ngx.thread"] = "lua/bearer/ngx/thread.lua",
     ["bearer.ngx.engine"] = "lua/bearer/ngx/engine.lua",
