@@ -136,6 +136,14 @@ describe("bearer inside nginx #integration", function()
     assert.is_true(n <= 4, n .. " connections for 12 calls (4 pool threads)")
   end)
 
+  it("overlaps the calls of bearer.gather inside a handler", function()
+    emu:fault{ path = "/echo/gather*", type = "slow", delay = 0.4, times = -1 }
+    local got = get_json(one, "/app/gather")
+    emu:clear_faults()
+    assert.same({ 200, 200, 200, 200, 200 }, got.values)
+    assert.is_true(got.seconds < 1.2, ("5 calls of 0.4 s took %.2f s"):format(got.seconds))
+  end)
+
   it("survives malformed responses on reused connections (libcurl 7.88 double free)", function()
     local pid = get_json(one, "/app/fast").pid
     for i = 1, 8 do get_json(one, "/app/call?tag=warm" .. i) end

@@ -85,11 +85,53 @@ describe("examples/nginx #integration", function()
     for _, r in ipairs(upstream) do
       if not seen[r.connection] then seen[r.connection] = true; connections = connections + 1 end
     end
-    -- each worker's engine keeps its connections alive and reuses them
-    -- across requests: far fewer connections than requests
-    assert.is_true(connections <= 100, connections .. " upstream connections")
+    -- each worker's engine opens a connection per call in flight and keeps
+    -- it alive: the 200 overlap, so fewer connections than calls, and the
+    -- calls after the burst reuse them instead of connecting again
+    assert.is_true(connections < 200, connections .. " upstream connections")
+    for i = 1, 20 do assert.equal(200, (get_json("/records?limit=2&offset=" .. i))) end
+    local fresh = 0
+    for _, r in ipairs(emu:requests("/external-api/v1/list-records")) do
+      if not seen[r.connection] then seen[r.connection] = true; fresh = fresh + 1 end
+    end
+    assert.is_true(fresh <= 2, fresh .. " new connections for 20 calls after the burst")
     print(("\n    200 concurrent /records in %.2f s over %d upstream connections")
           :format(elapsed, connections))
+  end)
+
+  it("answers 500 concurrent calls to a 0.5 s upstream in well under 3 s, /health staying fast", function()
+    emu:fault{ path = "/external-api/v1/list-records", type = "slow", delay = 0.5, times = -1 }
+    local urls = {}
+    for i = 1, 500 do
+      urls[i] = ("-o /dev/null '%s/records?limit=2&offset=%d'"):format(server.url, i % 50)
+    end
+    local t0 = core.monotime()
+    local out = os.tmpname()
+    os.execute("curl -s -Z --parallel-max 500 --max-time 30 -w '%{http_code}\\n' "
+               .. table.concat(urls, " ") .. " > " .. out .. " 2>/dev/null &")
+    -- while the 500 wait on the upstream, another location answers at once
+    core.sleep(0.2)
+    local h0 = core.monotime()
+    local health = assert(server.http:get("/health"))
+    local health_time = core.monotime() - h0
+    assert.equal(200, health.status)
+    local codes, n = {}, 0
+    for _ = 1, 600 do
+      codes, n = {}, 0
+      local f = io.open(out)
+      for line in f:lines() do codes[line] = (codes[line] or 0) + 1; n = n + 1 end
+      f:close()
+      if n >= 500 then break end
+      core.sleep(0.02)
+    end
+    local elapsed = core.monotime() - t0
+    os.remove(out)
+    emu:clear_faults()
+    assert.same({ ["200"] = 500 }, codes)
+    assert.is_true(elapsed < 3, ("500 calls took %.2f s"):format(elapsed))
+    assert.is_true(health_time < 0.25, ("/health took %.3f s under load"):format(health_time))
+    print(("\n    500 concurrent /records (0.5 s upstream) in %.2f s; /health in %.1f ms meanwhile")
+          :format(elapsed, health_time * 1000))
   end)
 
   it("receives Overten webhooks", function()

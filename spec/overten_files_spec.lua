@@ -53,6 +53,30 @@ describe("bearer.overten files #integration", function()
   end
 
   describe("download", function()
+    it("reports progress with growing counts and the right total for an 8 MB file", function()
+      local size = 8 * 1024 * 1024
+      emu:fault{ path = "/files-cdn/*", type = "huge", bytes = size }
+      local seen = {}
+      local path = dir .. "/big.docx"
+      local res = assert(client():download(DONE_RUN, path, { on_progress = function(done, total)
+        seen[#seen + 1] = { done = done, total = total }
+      end }))
+      assert.equal(size, res.bytes)
+      assert.is_true(#seen >= 1)
+      for i = 2, #seen do assert.is_true(seen[i].done >= seen[i - 1].done) end
+      assert.same({ done = size, total = size }, seen[#seen])
+      assert.has_error(function() client():download(DONE_RUN, path .. "2", { on_progress = 1 }) end)
+    end)
+
+    it("reports progress of an upload", function()
+      write("up.txt", ("x"):rep(300000))
+      local last
+      assert(client():upload(dir .. "/up.txt", { on_progress = function(done, total)
+        last = { done, total }
+      end }))
+      assert.is_true(last[1] >= 300000, tostring(last[1]))
+    end)
+
     it("follows the 302 itself and streams the file to disk", function()
       local path = dir .. "/memo.docx"
       local res = assert(client():download(DONE_RUN, path))

@@ -186,12 +186,12 @@ BEARER_INTERNAL void bearer_redact_open(lua_State *L);
 
 /* {====================================================== vault (vault.c) */
 
-BEARER_INTERNAL void bearer_vault_open(lua_State *L);
 /* Borrows entry id's bytes until bearer_vault_release; 0 if there is none. */
 BEARER_INTERNAL int bearer_vault_acquire(size_t id, bearer_secret *out);
 BEARER_INTERNAL void bearer_vault_release(size_t id);
-/* core.vault_put(key) -> id */
-BEARER_INTERNAL int bearer_vault_put_lua(lua_State *L);
+/* Puts k's bytes in the vault (a client's share_key); the id, 0 when out
+** of memory. */
+BEARER_INTERNAL size_t bearer_vault_put(const bearer_key *k);
 
 /* }====================================================== */
 

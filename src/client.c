@@ -12,9 +12,8 @@
 ** perform() waits for it, start() hands it back to be waited for by a
 ** scheduler, so many transfers can be in flight at once.
 **
-** The userdata's user value is a table of two slots: [1] the Lua layer's
-** settings (core.client_state hands it out) and [2] the key, which no Lua
-** code can reach, so nothing done to the settings can unanchor the key.
+** The userdata's user value is a table whose one slot anchors the key; no
+** Lua code can reach it, so nothing in the Lua layer can unanchor the key.
 ** A transfer anchors the client and the key for as long as it lives.
 */
 #define _GNU_SOURCE
@@ -44,7 +43,7 @@ typedef struct bearer_client {
 
 /* {====================================================== helpers */
 
-enum { CLIENT_SETTINGS = 1, CLIENT_KEY = 2 };   /* slots of the user value */
+enum { CLIENT_KEY = 1 };   /* the slot of the user value */
 
 /* Pushes slot `slot` of the client at idx. */
 static void client_push_slot(lua_State *L, int idx, int slot) {
@@ -156,7 +155,7 @@ static void client_parse(lua_State *L, bearer_client *c, bearer_request *rq,
     lua_getfield(L, 6, "vault");
     if (!lua_isnil(L, -1)) {
       if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) <= 0)
-        luaL_argerror(L, 6, "'vault' must be an id from vault_put");
+        luaL_argerror(L, 6, "'vault' must be an id from share_key");
       rq->vault = lua_tointeger(L, -1);
       rq->with_key = 1;
     }
@@ -303,7 +302,7 @@ static bearer_transfer *client_start_transfer(lua_State *L, bearer_client *c) {
 **   opts: timeout (s), credentials (default true), trace (bool), max_bytes,
 **         form (multipart parts, instead of body), sink (a path that must
 **         not exist yet: a 2xx body streams there, created 0644, O_EXCL),
-**         vault (an id from core.vault_put: the credential, for a client
+**         vault (an id from share_key: the credential, for a client
 **         in an nginx worker thread, which cannot be handed the key),
 **         fresh_connect (a new connection: libcurl then never resends the
 **         request on its own, as it does when a reused one dies).
@@ -345,9 +344,7 @@ static int client_new(lua_State *L) {
   c->closed = 1;            /* until every option is read: __gc frees halves */
   luaL_setmetatable(L, BEARER_CLIENT_MT);
 
-  lua_createtable(L, 2, 0);   /* uservalue: { settings, key } */
-  lua_createtable(L, 0, 8);
-  lua_rawseti(L, -2, CLIENT_SETTINGS);
+  lua_createtable(L, 1, 0);   /* uservalue: { key } */
   lua_setiuservalue(L, 2, 1);
   lua_getfield(L, 1, "key");
   if (!lua_isnil(L, -1)) {
@@ -404,14 +401,6 @@ static int client_tostring(lua_State *L) {
   return 1;
 }
 
-/* core.client_state(c) -> the table anchored to the client, where the Lua
-** layer keeps its per-client settings. */
-static int client_state(lua_State *L) {
-  client_check(L, 1);
-  client_push_slot(L, 1, CLIENT_SETTINGS);
-  return 1;
-}
-
 /* c:share_key() -> vault id | nil: the client's key put in the vault once,
 ** for transfers in other Lua VMs of this process (nginx worker threads).
 ** The client drops the entry on close and when its key changes. */
@@ -422,11 +411,10 @@ static int client_share_key(lua_State *L) {
     return 1;
   }
   if (c->shared_id == 0) {
-    lua_pushcfunction(L, bearer_vault_put_lua);
-    client_push_slot(L, 1, CLIENT_KEY);
-    lua_call(L, 1, 1);   /* raises for a closed key: use after close */
-    c->shared_id = (size_t)lua_tointeger(L, -1);
-    lua_pop(L, 1);
+    if (c->key->secret == NULL)
+      return luaL_error(L, "attempt to use a closed bearer.Key (the client's key was closed)");
+    c->shared_id = bearer_vault_put(c->key);
+    if (c->shared_id == 0) return luaL_error(L, "cannot map memory for the vault");
   }
   lua_pushinteger(L, (lua_Integer)c->shared_id);
   return 1;
@@ -482,7 +470,6 @@ static const luaL_Reg client_meta[] = {
 
 static const luaL_Reg client_functions[] = {
   {"client_new", client_new},
-  {"client_state", client_state},
   {NULL, NULL}
 };
 

@@ -21,7 +21,7 @@
 typedef struct vault_entry {
   unsigned char *bytes;     /* own pages; NULL: free slot */
   size_t len, map_len;
-  long holders;             /* vault_put holders + transfers in progress */
+  long holders;             /* share_key holders + transfers in progress */
   size_t id;                /* the id it was put under */
 } vault_entry;
 
@@ -73,7 +73,7 @@ static void vault_release_locked(size_t id) {
 }
 
 /* A copy of the bytes of key as a new entry; its id (1-based), or 0. */
-static size_t vault_put(const bearer_key *k) {
+BEARER_INTERNAL size_t bearer_vault_put(const bearer_key *k) {
   long page = sysconf(_SC_PAGESIZE);
   size_t map_len = ((k->len + (size_t)page) / (size_t)page) * (size_t)page;
   void *p = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -136,19 +136,4 @@ BEARER_INTERNAL void bearer_vault_release(size_t id) {
   pthread_mutex_unlock(&vault_lock);
 }
 
-/* core.vault_put(key) -> id: the key's bytes, shareable by number */
-BEARER_INTERNAL int bearer_vault_put_lua(lua_State *L) {
-  size_t id = vault_put(bearer_key_check(L, 1));
-  if (id == 0) return luaL_error(L, "cannot map memory for the vault");
-  lua_pushinteger(L, (lua_Integer)id);
-  return 1;
-}
 
-static const luaL_Reg vault_functions[] = {
-  {"vault_put", bearer_vault_put_lua},
-  {NULL, NULL}
-};
-
-BEARER_INTERNAL void bearer_vault_open(lua_State *L) {
-  luaL_setfuncs(L, vault_functions, 0);
-}

@@ -70,6 +70,19 @@ local routes = {}
 
 routes["/app/fast"] = function() return { fast = true, pid = ngx.worker.pid() } end
 
+-- Five calls from ngx.thread-spawned light threads (bearer.gather inside
+-- nginx): they overlap on the worker's engine.
+routes["/app/gather"] = function()
+  local t0 = ngx.now()
+  local fns = {}
+  for i = 1, 5 do
+    fns[i] = function() return assert(the_client():get("/echo/gather" .. i)).status end
+  end
+  local values, errs = bearer.gather(fns)
+  ngx.update_time()
+  return { values = values, errors = #errs, seconds = ngx.now() - t0 }
+end
+
 routes["/app/call"] = function()
   return call("/echo/" .. (ngx.var.arg_tag or "call"))
 end
