@@ -6,16 +6,13 @@
 -- methods bearer.endpoint builds from the declared endpoints are annotated
 -- in the generated lua/bearer/types/ stubs, which must be up to date.
 local annotations = require "support.annotations"
+local files = require "support.files"
 
 package.path = "tools/?.lua;" .. package.path
 local types = require "endpoint-types"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+-- A file's text; a missing file fails the spec.
+local function read(path) return assert(files.read(path), path .. " is missing") end
 
 local function lua_files()
   local list = {}

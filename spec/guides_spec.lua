@@ -4,14 +4,11 @@
 -- must exit 0 without printing a secret. A block that cannot run alone
 -- starts with `-- skip: <why>` (spec/support/guides.lua).
 local emulator = require "support.emulator"
+local files = require "support.files"
 local guides = require "support.guides"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+-- A file's text; a missing file fails the spec.
+local function read(path) return assert(files.read(path), path .. " is missing") end
 
 local function guide_files()
   local list = { "README.md" }
@@ -58,7 +55,7 @@ describe("guides #integration", function()
     local index = read("docs/README.md")
     for link in index:gmatch("%]%(([%w_%-]+%.md)%)") do
       if link ~= "cli.md" and link ~= "testing.md" then   -- written with the CLI and the emulator product
-        assert.truthy(io.open("docs/" .. link), "docs/README.md links to a missing " .. link)
+        assert.truthy(files.read("docs/" .. link), "docs/README.md links to a missing " .. link)
       end
     end
     for _, path in ipairs(guide_files()) do

@@ -4,6 +4,8 @@
 -- LUA_PATH/LUA_CPATH, the API settings in the environment (pointed at the
 -- emulator, as examples/start-emulator.sh does). A block whose first line
 -- is `-- skip: <why>` is not run; the why is required.
+local files = require "support.files"
+
 local M = {}
 
 M.ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/support/[^/]+$")) or "."
@@ -47,12 +49,8 @@ end
 ---@return string output stdout and stderr
 ---@return boolean ok
 function M.run(code, env)
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -m 700 " .. quote(dir)))
-  local f = assert(io.open(dir .. "/example.lua", "w"))
-  f:write(code)
-  f:close()
+  local dir = files.tmpdir()
+  files.write(dir .. "/example.lua", code)
   local vars = {
     "LUA_PATH=" .. quote(M.ROOT .. "/lua/?.lua;" .. M.ROOT .. "/lua/?/init.lua;;"),
     "LUA_CPATH=" .. quote(M.ROOT .. "/build/5.4/?.so;;"),
@@ -62,7 +60,7 @@ function M.run(code, env)
                             .. " timeout 60 lua5.4 example.lua 2>&1"))
   local out = p:read("a")
   local ok = p:close()
-  os.execute("rm -rf " .. quote(dir))
+  files.remove(dir)
   return out, ok == true
 end
 
