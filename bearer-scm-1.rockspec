@@ -15,8 +15,8 @@ on it.]],
 }
 -- lua-cjson is the JSON codec (bearer.json). Offline, with Debian's
 -- lua-cjson package (which luarocks does not see as a rock), build with
--- `luarocks make --deps-mode=none`: README "Installing as a rock".
--- Lua 5.2 is refused at build time by src/compat.h (README "Which Lua").
+-- `luarocks make --deps-mode=none`: docs/install.md "Installing as a rock".
+-- Lua 5.2 is refused at build time by src/compat.h (docs/install.md "Which Lua").
 dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson",

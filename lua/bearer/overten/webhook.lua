@@ -3,7 +3,7 @@
 -- Overten signs "{timestamp}.{raw_body}" with HMAC-SHA256 under the
 -- secret as given (`whsec_…` prefix included) and sends
 --   X-Overten-Signature: sha256=<hex>   X-Overten-Timestamp: <unix seconds>
--- The separator is an assumption (the docs were cut off there; README).
+-- The separator is an assumption (the docs were cut off there; docs/decisions.md).
 -- This file owns that format; the HMAC and the constant-time comparison
 -- happen in C (bearer.crypto), so the expected digest never becomes a Lua
 -- string.
