@@ -192,6 +192,31 @@ describe("hardening #integration", function()
       c:close()
     end)
 
+    it("answers a status past three digits with an error object", function()
+      local c = bearer.client{ base_url = emu.url, max_retries = 0 }
+      for _, line in ipairs{ "HTTP/1.1 25112 OK", "HTTP/1.1 1000 X", "HTTP/1.1 099 X" } do
+        emu:fault{ path = "/echo/st", type = "raw", bytes = line .. "\r\nContent-Length: 0\r\n\r\n" }
+        local res, err = c:get("/echo/st")
+        assert.is_nil(res, line)
+        assert.equal("server", err.kind, line)
+        assert.equal("malformed_response", err.code, line)
+      end
+      c:close()
+    end)
+
+    it("redacts an echoed key in an error's code and request id", function()
+      local k = bearer.key(KEY)
+      local c = bearer.client{ base_url = emu.url, key = k, max_retries = 0 }
+      emu:fault{ path = "/echo/code", type = "status", status = 400,
+                 body = '{"error":{"code":"' .. KEY .. '","message":"bad"},"detail":"x"}',
+                 headers = { ["X-Request-Id"] = "req-" .. KEY } }
+      local _, err = c:get("/echo/code")
+      assert.is_nil(tostring(err):find(KEY, 1, true))
+      assert.is_nil(tostring(err.code):find(KEY, 1, true))
+      assert.is_nil(tostring(err.request_id):find(KEY, 1, true))
+      c:close()
+    end)
+
     it("joins many repeats of a header in order", function()
       local c = bearer.client{ base_url = emu.url, max_retries = 0 }
       local lines, want = {}, {}

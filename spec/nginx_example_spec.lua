@@ -115,8 +115,9 @@ describe("examples/nginx #integration", function()
     local health = assert(server.http:get("/health"))
     local health_time = core.monotime() - h0
     assert.equal(200, health.status)
-    local codes, n = {}, 0
+    local codes
     for _ = 1, 600 do
+      local n
       codes, n = {}, 0
       local f = io.open(out)
       for line in f:lines() do codes[line] = (codes[line] or 0) + 1; n = n + 1 end

@@ -636,6 +636,12 @@ static void transfer_push_failure(lua_State *L, bearer_transfer *t) {
     case BEARER_STOP_NOT_LOOPBACK: kind = "config"; code = "insecure_transport"; break;
     case BEARER_STOP_NONE:
       if (t->rc == CURLE_OPERATION_TIMEDOUT && t->request_size == 0) code = "connect_timeout";
+      /* after the request went out, this is libcurl refusing the answer
+      ** (a status past three digits), not the URL's scheme */
+      if (t->rc == CURLE_UNSUPPORTED_PROTOCOL && t->request_size > 0) {
+        kind = "server";
+        code = "malformed_response";
+      }
       if (t->rc == CURLE_ABORTED_BY_CALLBACK) code = "aborted";
       break;
   }
@@ -645,6 +651,8 @@ static void transfer_push_failure(lua_State *L, bearer_transfer *t) {
   else if (t->stop == BEARER_STOP_HEAD_TOO_LARGE)
     lua_pushfstring(L, "response headers larger than %d bytes, or one line past "
                     "libcurl's 100 KiB; cut off", TRANSFER_HEAD_MAX);
+  else if (t->stop == BEARER_STOP_MALFORMED && t->rc == CURLE_WEIRD_SERVER_REPLY)
+    lua_pushfstring(L, "malformed status line (status %d)", (int)t->status);
   else if (t->stop == BEARER_STOP_MALFORMED)
     lua_pushliteral(L, "malformed response header (bare CR, NUL or folded line); "
                        "connection dropped");
@@ -684,6 +692,12 @@ static void transfer_push_response(lua_State *L, bearer_transfer *t) {
 ** the count. The credential stays borrowed for redaction until here. */
 BEARER_INTERNAL int bearer_transfer_push_result(lua_State *L, bearer_transfer *t) {
   int n;
+  /* libcurl reads a status line's number whatever its length (HTTP/2 1000,
+  ** HTTP/1.1 25112): HTTP has three digits */
+  if (t->rc == CURLE_OK && (t->status < 100 || t->status > 999)) {
+    t->rc = CURLE_WEIRD_SERVER_REPLY;
+    t->stop = BEARER_STOP_MALFORMED;
+  }
   /* the key may have been closed while the transfer ran: then no bytes */
   if (t->key != NULL) t->cred = bearer_key_secret(t->key);
   if (t->sink_errno != 0) {

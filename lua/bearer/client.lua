@@ -165,6 +165,16 @@ local function check_call_options(opts, fname, level)
   end
 end
 
+-- What most calls send, built once per client (and per view with headers
+-- of its own): Accept and the client's headers, copied where they were
+-- checked. A call with headers of its own, a JSON body or an idempotency
+-- key gets its own copy.
+local function call_headers(headers)
+  local out = { Accept = "application/json" }
+  for k, v in pairs(headers) do out[k] = v end
+  return out
+end
+
 local function default_user_agent()
   local lua = _VERSION:gsub(" ", "/")
   if type(jit) == "table" and jit.version then lua = jit.version:gsub(" ", "/") end
@@ -236,6 +246,7 @@ function M.new(opts, level)
     headers = opts.headers or {},
     error_parser = error_parser,
   }
+  st.call_headers = call_headers(st.headers)
   st.log, st.level = log_setup(log)
   local key = handle:key()
   st.limiter = ratelimit.from_option(opts.rate_limit, h,
@@ -271,6 +282,7 @@ local function make_view(self, opts, lv)
     for k, v in pairs(parent.headers) do merged[k] = v end
     for k, v in pairs(opts.headers) do merged[k] = v end
     st.headers = merged
+    st.call_headers = call_headers(merged)
   end
   st.timeout = opts.timeout
   if opts.max_retries ~= nil then st.max_retries = opts.max_retries end
@@ -413,10 +425,12 @@ end
 
 local function build_url(base_url, path, query)
   local url
-  if path:find("^https?://") then
+  if path:byte(1) == 47 then   -- "/": every API module's paths, first
+    url = base_url .. path
+  elseif path:find("^https?://") then
     url = path
   else
-    if path ~= "" and path:sub(1, 1) ~= "/" then path = "/" .. path end
+    if path ~= "" then path = "/" .. path end
     url = base_url .. path
   end
   if query and next(query) ~= nil then
@@ -516,6 +530,28 @@ local function status_set(list)
   return set
 end
 
+-- The transfer options of a call that sets none of its own, kept per
+-- client (and view) while its timeout and tracing stay as they were, one
+-- table per fresh_connect: C reads them during the call and keeps none.
+local function shared_perform_opts(st, tracing, fresh)
+  local cache = st.perform_opts
+  if not cache or cache.timeout ~= st.timeout or cache.tracing ~= tracing then
+    cache = { timeout = st.timeout, tracing = tracing,
+              [true] = { timeout = st.timeout, trace = tracing, fresh_connect = true },
+              [false] = { timeout = st.timeout, trace = tracing, fresh_connect = false } }
+    rawset(st, "perform_opts", cache)   -- a view's own, not its client's
+  end
+  return cache[fresh]
+end
+
+-- Errors and log lines name the path without its query (a query may hold
+-- a token); made when one is, not on every call.
+local function error_path(path)
+  return (path:gsub("%?.*$", ""))
+end
+
+local NO_OPTIONS = {}   -- read only: a call without options
+
 local REQUEST_OPTIONS = { query = true, json = true, body = true, headers = true,
                           timeout = true, idempotency_key = true, form = true,
                           sink = true, credentials = true, max_bytes = true,
@@ -554,7 +590,7 @@ function Client:request(method, path, opts)
   if type(path) ~= "string" then
     error("bad argument #2 to 'request' (string expected, got " .. type(path) .. ")", 2)
   end
-  opts = opts or {}
+  opts = opts or NO_OPTIONS
   if type(opts) ~= "table" then
     error("bad argument #3 to 'request' (table expected, got " .. type(opts) .. ")", 2)
   end
@@ -565,18 +601,21 @@ function Client:request(method, path, opts)
   end
   method = method:upper()
   local url = build_url(st.base_url, path, opts.query)
-  -- errors name the path without its query: a query may hold a token
-  local err_path = path:gsub("%?.*$", "")
   local refused = st.host.refuse()
   if refused then   -- inside nginx, where this phase cannot wait
-    refused.method, refused.path, refused.attempts = method, err_path, 0
+    refused.method, refused.path, refused.attempts = method, error_path(path), 0
     return nil, refused
   end
 
-  local headers = { Accept = "application/json" }
-  for k, v in pairs(st.headers) do headers[k] = v end
-  if opts.headers then
-    for k, v in pairs(opts.headers) do headers[k] = v end
+  local headers = st.call_headers
+  local idem_key = opts.idempotency_key
+  if opts.headers or opts.json ~= nil or idem_key ~= nil then
+    local own = {}
+    for k, v in pairs(headers) do own[k] = v end
+    if opts.headers then
+      for k, v in pairs(opts.headers) do own[k] = v end
+    end
+    headers = own
   end
   local body = opts.body
   if opts.json ~= nil then
@@ -589,7 +628,6 @@ function Client:request(method, path, opts)
   elseif body ~= nil and type(body) ~= "string" then
     error("bad option 'body' to 'request' (string expected, got " .. type(body) .. ")", 2)
   end
-  local idem_key = opts.idempotency_key
   if idem_key ~= nil then headers["Idempotency-Key"] = tostring(idem_key) end
   local idempotent = IDEMPOTENT[method] == true or idem_key ~= nil
   if opts.retry_statuses ~= nil and type(opts.retry_statuses) ~= "table" then
@@ -610,10 +648,16 @@ function Client:request(method, path, opts)
     error("bad option 'on_progress' to 'request' (function expected, got "
           .. type(opts.on_progress) .. ")", 2)
   end
-  local perform_opts = { timeout = opts.timeout or st.timeout, trace = tracing, form = opts.form,
-                         sink = opts.sink, credentials = opts.credentials,
-                         max_bytes = opts.max_bytes, fresh_connect = not idempotent,
-                         on_progress = opts.on_progress }
+  local perform_opts
+  if opts.timeout == nil and opts.form == nil and opts.sink == nil and opts.credentials == nil
+     and opts.max_bytes == nil and opts.on_progress == nil then
+    perform_opts = shared_perform_opts(st, tracing, not idempotent)
+  else
+    perform_opts = { timeout = opts.timeout or st.timeout, trace = tracing, form = opts.form,
+                     sink = opts.sink, credentials = opts.credentials,
+                     max_bytes = opts.max_bytes, fresh_connect = not idempotent,
+                     on_progress = opts.on_progress }
+  end
 
   local started = st.host.clock()
   local attempt = 0
@@ -631,13 +675,13 @@ function Client:request(method, path, opts)
     if res and res.status < 400 then
       res.trace_request, res.trace_response = nil, nil
       meta.time = st.host.clock() - started
-      if st.level == LOG_LEVELS.info then summary(st, method, err_path, meta) end
+      if st.level == LOG_LEVELS.info then summary(st, method, error_path(path), meta) end
       if res.body ~= "" and is_json(res) then
         local doc, why = json.decode(res.body)
         if doc == nil then
           return nil, errors.new{ kind = "decode", code = "invalid_json",
             status = res.status, message = "response is not valid JSON: " .. tostring(why),
-            method = method, path = err_path, attempts = attempt,
+            method = method, path = error_path(path), attempts = attempt,
             request_id = meta.request_id }
         end
         res.json = doc
@@ -651,12 +695,12 @@ function Client:request(method, path, opts)
     end
     err.trace_request, err.trace_response = nil, nil
     err.retryable = may_retry(res, err, idempotent, statuses)
-    err.method, err.path, err.attempts = method, err_path, attempt
+    err.method, err.path, err.attempts = method, error_path(path), attempt
     local final = not err.retryable or attempt > max_retries
                   or (err.retry_after and err.retry_after > M.RETRY_AFTER_MAX)
     if final then
       if st.level == LOG_LEVELS.info then
-        summary(st, method, err_path, { status = err.status, attempts = attempt,
+        summary(st, method, err.path, { status = err.status, attempts = attempt,
                 time = st.host.clock() - started, request_id = err.request_id }, err)
       end
       return nil, err

@@ -74,6 +74,12 @@ local STATUS_KIND = {
   [504] = "timeout",
 }
 
+-- A server's text through `redact`, when there is any.
+local function redact_opt(s, redact)
+  if s == nil then return nil end
+  return redact(tostring(s))
+end
+
 local function is_status(v)
   return type(v) == "number" and v % 1 == 0 and v >= 100 and v <= 999
 end
@@ -204,9 +210,9 @@ function M.from_response(res, redact, now, parse)
   local err = {
     kind = M.kinds[f.kind] and f.kind or M.kind_for_status(status),
     status = status,
-    code = f.code or ("http_" .. status),
+    code = f.code ~= nil and redact(tostring(f.code)) or ("http_" .. status),
     message = redact(message or ("HTTP " .. status)),
-    request_id = headers["x-request-id"] or headers["request-id"],
+    request_id = redact_opt(headers["x-request-id"] or headers["request-id"], redact),
     retry_after = M.retry_after_seconds(headers["retry-after"], now or os.time()),
     body = redact(body:sub(1, 65536)),
     details = f.details ~= nil and redact_deep(f.details, redact) or nil,
