@@ -68,6 +68,35 @@ build = {
     ["bearer.ngx.engine"] = "lua/bearer/ngx/engine.lua",
     ["bearer.ngx.limiter"] = "lua/bearer/ngx/limiter.lua",
     ["bearer.ngx.webhook"] = "lua/bearer/ngx/webhook.lua",
+    ["bearer.cli"] = "lua/bearer/cli.lua",
+    ["bearer.emulator"] = "lua/bearer/emulator.lua",
+  },
+  install = {
+    -- the `bearer` command; LuaRocks wraps it with this tree's paths
+    bin = { bearer = "bin/bearer" },
+    -- The emulator's server (bearer.emulator): its launcher, nginx.conf.in
+    -- and the modules nginx loads by their bare names (require "router"),
+    -- installed as data under bearer/emulator/server/ in the Lua tree, where
+    -- bearer.emulator finds them next to itself. Not build.modules: those
+    -- names are bearer's own API, and not copy_directories: that lands in
+    -- the rock's versioned folder, which no module path points at.
+    lua = {
+      ["bearer.emulator.server.emulator"] = "spec/emulator/emulator",
+      ["bearer.emulator.server.nginx_conf"] = "spec/emulator/nginx.conf.in",
+      ["bearer.emulator.server.README"] = "spec/emulator/README.md",
+      ["bearer.emulator.server.common"] = "spec/emulator/common.lua",
+      ["bearer.emulator.server.control"] = "spec/emulator/control.lua",
+      ["bearer.emulator.server.faults"] = "spec/emulator/faults.lua",
+      ["bearer.emulator.server.json"] = "spec/emulator/json.lua",
+      ["bearer.emulator.server.optiverse"] = "spec/emulator/optiverse.lua",
+      ["bearer.emulator.server.overten"] = "spec/emulator/overten.lua",
+      ["bearer.emulator.server.overten_admin"] = "spec/emulator/overten_admin.lua",
+      ["bearer.emulator.server.overten_assets"] = "spec/emulator/overten_assets.lua",
+      ["bearer.emulator.server.overten_gen"] = "spec/emulator/overten_gen.lua",
+      ["bearer.emulator.server.overten_state"] = "spec/emulator/overten_state.lua",
+      ["bearer.emulator.server.overten_webhooks"] = "spec/emulator/overten_webhooks.lua",
+      ["bearer.emulator.server.router"] = "spec/emulator/router.lua",
+    },
   },
 }
 test = {

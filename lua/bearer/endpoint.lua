@@ -52,6 +52,17 @@ local function path_params(path)
   return names
 end
 
+--- The positional arguments of declaration `decl`, in the order its
+-- method takes them: the path's parameters (none when `path_from` finds
+-- them), then `args`. For tools built on the declarations (bearer.cli).
+---@param decl table
+---@return string[]
+function M.positional(decl)
+  local names = decl.path_from and {} or path_params(decl.path)
+  for _, arg in ipairs(decl.args or {}) do names[#names + 1] = arg[1] end
+  return names
+end
+
 -- The declaration's rules, read once when the method is made: a wrong
 -- declaration fails at load time, not at a user's call.
 local function compile(decl)
