@@ -2,7 +2,8 @@
 -- docs/*.md runs as a standalone program against the emulator, with the
 -- environment a user of the emulator has (examples/start-emulator.sh), and
 -- must exit 0 without printing a secret. A block that cannot run alone
--- starts with `-- skip: <why>` (spec/support/guides.lua).
+-- starts with `-- skip: <why>`, or follows `<!-- skip: <why> -->`
+-- (spec/support/guides.lua).
 local emulator = require "support.emulator"
 local files = require "support.files"
 local guides = require "support.guides"
@@ -41,8 +42,10 @@ describe("guides #integration", function()
     local blocks = guides.blocks(table.concat({
       "text", "```lua", "error('boom')", "```", "```sh", "ls", "```",
       "```lua", "-- skip: needs nginx", "x()", "```", "```lua", "-- skip:", "```",
+      "<!-- skip: a copy of a spec -->", "```lua", "describe()", "```",
     }, "\n"))
-    assert.equal(3, #blocks)
+    assert.equal(4, #blocks)
+    assert.equal("a copy of a spec", blocks[4].skip)
     assert.equal(3, blocks[1].line)
     local out, ok = guides.run(blocks[1].code, env)
     assert.is_false(ok)

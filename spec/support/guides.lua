@@ -3,7 +3,9 @@
 -- user would run it: `lua5.4 file.lua` in an empty directory, bearer on
 -- LUA_PATH/LUA_CPATH, the API settings in the environment (pointed at the
 -- emulator, as examples/start-emulator.sh does). A block whose first line
--- is `-- skip: <why>` is not run; the why is required.
+-- is `-- skip: <why>`, or whose fence follows a line `<!-- skip: <why> -->`
+-- (for a block that must stay a copy of a file), is not run; the why is
+-- required.
 local files = require "support.files"
 
 local M = {}
@@ -19,21 +21,23 @@ end
 ---@param text string
 ---@return table[]
 function M.blocks(text)
-  local blocks, current, n = {}, nil, 0
+  local blocks, current, n, before = {}, nil, 0, nil
   for line in (text .. "\n"):gmatch("([^\n]*)\n") do
     n = n + 1
     if current then
       if line:find("^```%s*$") then
         local code = table.concat(current.lines, "\n") .. "\n"
         blocks[#blocks + 1] = { line = current.line, code = code,
-                                skip = code:match("^%-%- skip:%s*([^\n]*%S)") }
+                                skip = code:match("^%-%- skip:%s*([^\n]*%S)") or current.skip }
         current = nil
       else
         current.lines[#current.lines + 1] = line
       end
     elseif line:find("^```lua%s*$") then
-      current = { line = n + 1, lines = {} }
+      current = { line = n + 1, lines = {},
+                  skip = before and before:match("^<!%-%- skip:%s*(.-%S)%s*%-%->$") }
     end
+    before = line
   end
   assert(not current, "a ```lua block is not closed")
   return blocks
