@@ -28,7 +28,7 @@ HDR = src/bearer.h src/compat.h
 
 BUSTED ?= busted --lua=lua5.4
 
-.PHONY: all build deps lint test check-memory demo nginx-example nginx-example-stop bench clean
+.PHONY: all build deps lint test check-memory demo nginx-example nginx-example-stop bench docs types clean
 
 all: build
 build: build/5.4/bearer/core.so build/luajit/bearer/core.so build/5.3/bearer/core.so build/5.1/bearer/core.so
@@ -47,7 +47,7 @@ deps:
 
 # luacheck over every Lua file (.luacheckrc). A directory gives luacheck its
 # *.lua files only, so bin/'s scripts (no extension) are named one by one.
-LINT_PATHS = $(wildcard lua examples spec bench) $(wildcard bin/*)
+LINT_PATHS = $(wildcard lua examples spec bench tools) $(wildcard bin/*)
 lint: deps
 	@luacheck --no-color -q $(LINT_PATHS)
 
@@ -79,5 +79,20 @@ build/bench/anchor: bench/anchor.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -Wall -Wextra -o $@ bench/anchor.c -lcurl
 
+# The HTML reference into docs/ref/ (not committed) with LDoc (Debian:
+# lua-ldoc, installed here only), from the LuaCATS annotations of
+# lua/bearer/ turned into LDoc tags (tools/luacats-to-ldoc.lua).
+docs: deps
+	@sh .ci/install-deps lua-ldoc
+	@rm -rf build/docs-src docs/ref
+	@lua5.4 tools/luacats-to-ldoc.lua lua/bearer build/docs-src/bearer
+	@ldoc -c docs/config.ld . >/dev/null
+	@echo "docs/ref/index.html"
+
+# The editor stubs of the declared endpoints (lua/bearer/types/, committed;
+# spec/annotations_spec.lua fails when they are stale).
+types: build
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;tools/?.lua;;" LUA_CPATH="build/5.4/?.so;;" lua5.4 tools/endpoint-types.lua
+
 clean:
-	rm -rf build
+	rm -rf build docs/ref

@@ -15,8 +15,8 @@ on it.]],
 }
 -- lua-cjson is the JSON codec (bearer.json). Offline, with Debian's
 -- lua-cjson package (which luarocks does not see as a rock), build with
--- `luarocks make --deps-mode=none`: README "Installing as a rock".
--- Lua 5.2 is refused at build time by src/compat.h (README "Which Lua").
+-- `luarocks make --deps-mode=none`: docs/install.md "Installing as a rock".
+-- Lua 5.2 is refused at build time by src/compat.h (docs/install.md "Which Lua").
 dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson",
@@ -63,6 +63,10 @@ build = {
     ["bearer.overten.webhook"] = "lua/bearer/overten/webhook.lua",
     ["bearer.optiverse"] = "lua/bearer/optiverse.lua",
     ["bearer.optiverse.endpoints"] = "lua/bearer/optiverse/endpoints.lua",
+    -- LuaCATS stubs of the declared endpoints' methods (---@meta: editors
+    -- read them from the installed tree; `make types` writes them)
+    ["bearer.types.overten"] = "lua/bearer/types/overten.lua",
+    ["bearer.types.optiverse"] = "lua/bearer/types/optiverse.lua",
     ["bearer.ngx"] = "lua/bearer/ngx/init.lua",
     ["bearer.ngx.thread"] = "lua/bearer/ngx/thread.lua",
     ["bearer.ngx.engine"] = "lua/bearer/ngx/engine.lua",

@@ -88,8 +88,9 @@ end
 -- bearer.Key, so the raw string never reaches the caller's table. nil and
 -- a `decode` error when the API sent something that is not a key.
 ---@param doc table
----@param secrets table<string, string>
----@return table|nil, table|nil
+---@param secrets table<string, string> field -> scheme
+---@return table|nil doc
+---@return bearer.Error|nil err
 function M.keep_secrets(doc, secrets)
   if type(doc) ~= "table" then return doc end
   local names = {}
@@ -218,6 +219,9 @@ end
 --- Multipart parts for `payload`: `file` (a path) as the file part (with
 -- `filename`, `content_type`), every other field a text part; a table
 -- travels as a JSON array string (as the API documents for tags).
+---@param d table a compiled declaration
+---@param payload table
+---@return table[] parts
 function M.form(d, payload)
   local parts = {}
   if payload.file ~= nil then
@@ -280,13 +284,6 @@ local function list(d, call, self, req)
   return pager.cursor(function(cursor) return fetch(cursor, "cursor") end, first)
 end
 
---- A client method for declaration `decl`, calling `call(self, method,
--- path, ropts) -> doc | nil, err`. Single calls return the decoded body
--- or nil, err; paged ones return a pager and raise a refused value's
--- error object at once (an iterator has no nil, err).
----@param decl table
----@param call fun(self: table, method: string, path: string, ropts: table): any, table|nil
----@return function
 -- One call of a declared endpoint: checked, built, sent, shaped.
 local function single(d, call, self, ...)
   local req, err = build(d, ...)
@@ -297,6 +294,13 @@ local function single(d, call, self, ...)
   return finish(d, self, call(self, req.method, path, req.ropts))
 end
 
+--- A client method for declaration `decl`, calling `call(self, method,
+-- path, ropts) -> doc | nil, err`. Single calls return the decoded body
+-- or nil, err; paged ones return a pager and raise a refused value's
+-- error object at once (an iterator has no nil, err).
+---@param decl table a declaration (above)
+---@param call fun(self: table, method: string, path: string, ropts: table): any, bearer.Error|nil
+---@return function method
 function M.method(decl, call)
   local d = compile(decl)
   if d.paged then
@@ -311,12 +315,18 @@ end
 
 --- One page of a paged declaration, as nil, err instead of a raise: the
 -- `<name>_page` methods.
+---@param decl table
+---@param call fun(self: table, method: string, path: string, ropts: table): any, bearer.Error|nil
+---@return function method
 function M.page_method(decl, call)
   local d = compile(decl)
   return function(self, ...) return single(d, call, self, ...) end
 end
 
 --- Installs every declaration of `decls` on class `Class` with `call`.
+---@param Class table
+---@param decls table[]
+---@param call fun(self: table, method: string, path: string, ropts: table): any, bearer.Error|nil
 function M.install(Class, decls, call)
   for _, decl in ipairs(decls) do
     Class[decl.name] = M.method(decl, call)
@@ -326,6 +336,10 @@ end
 
 --- The response metadata of `doc`, carried over to `result` (a table a
 -- method builds from a response).
+---@generic T
+---@param doc table
+---@param result T
+---@return T result
 function M.carry(doc, result)
   return client.remember(result, client.response_of(doc))
 end

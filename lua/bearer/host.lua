@@ -22,6 +22,12 @@
 local core = require "bearer.core"
 local scheduler = require "bearer.scheduler"
 
+--- Options of `bearer.gather`.
+---@class bearer.GatherOptions
+---@field concurrency integer|nil at most this many functions run at once (default: all)
+
+---@class bearer.host
+---@field plain bearer.Host the host of plain Lua
 local M = {}
 
 local function plain_transport()
@@ -49,6 +55,13 @@ M.redis_store = redis_store
 local function warn(msg) io.stderr:write("bearer: ", msg, "\n") end
 
 ---@class bearer.Host
+---@field transport fun(c_opts: table): function the perform function of a client
+---@field now fun(): number wall-clock seconds
+---@field clock fun(): number seconds that never jump
+---@field sleep fun(seconds: number) how a wait happens
+---@field store fun(name: string, per: number): table|nil where a limiter keeps its slots
+---@field refuse fun(): bearer.Error|nil the error to return at once, or nil
+---@field gather fun(fns: (fun(): any)[], n: integer, concurrency: integer): table, table
 ---@field name string
 M.plain = {
   name = "plain",
@@ -89,9 +102,9 @@ end
 -- `nil, err` return; nil on success. A function that raises does not stop
 -- the others.
 ---@param fns (fun(): any)[]
----@param opts? { concurrency: integer }
----@return table values
----@return table errs
+---@param opts bearer.GatherOptions|nil
+---@return table values the first value of each function, by index
+---@return table errs the error of each function that failed, by index
 function M.gather(fns, opts)
   local n, concurrency = scheduler.gather_args(fns, opts)
   return M.current().gather(fns, n, concurrency)

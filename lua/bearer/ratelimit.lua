@@ -26,7 +26,18 @@
 -- limiter.
 local host = require "bearer.host"
 
+--- Options of `bearer.ratelimit{...}`.
+---@class bearer.RateLimitOptions
+---@field requests integer at most this many starts ...
+---@field per number ... in any window of this many seconds (spaced a margin more)
+---@field clock (fun(): number)|nil default: monotonic
+---@field sleep (fun(seconds: number))|nil default: the host's
+---@field store table|nil where the slots live (an object with `update(fn)`)
+
+---@class bearer.ratelimit
 local M = {}
+--- A limiter: any object with `acquire()` can stand in for one.
+---@class bearer.Limiter
 local Limiter = {}
 Limiter.__index = Limiter
 
@@ -39,12 +50,14 @@ function M.margin(per) return math.min(0.05 * per, 1) end
 
 local LocalStore = {}
 LocalStore.__index = LocalStore
+--- Runs `fn` on the slots (this process only).
+---@param fn fun(slots: table): number
+---@return number
 function LocalStore:update(fn) return fn(self.slots) end
 
 --- bearer.ratelimit.new{ requests = N, per = seconds [, clock =, sleep =, store = ] }
----@param opts { requests: integer, per: number, clock: (fun(): number)|nil,
----  sleep: (fun(s: number))|nil, store: table|nil }
----@return table limiter
+---@param opts bearer.RateLimitOptions
+---@return bearer.Limiter
 function M.new(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'ratelimit' (table expected, got " .. type(opts) .. ")", 2)

@@ -10,6 +10,18 @@
 -- (5xx, timeouts, connection errors, 429) make it back off; anything else
 -- is raised, as from any iterator.
 local check = require "bearer.check"
+--- Options of a polling watcher (`watch_records`).
+---@class bearer.WatchOptions
+---@field since string|nil ISO 8601; default now on the client's clock
+---@field interval number|nil seconds between requests (default the API's limit)
+---@field i_have_a_higher_limit boolean|nil allows an interval below the API's limit
+---@field max_polls integer|nil stop after this many polls
+---@field until_time number|string|nil stop before a poll at or after this time (clock seconds or ISO 8601)
+---@field limit integer|nil page size
+---@field max_backoff number|nil the longest wait after failures (default 3600)
+---@field max_failures integer|nil raise after this many failures in a row + 1
+---@field on_error (fun(err: bearer.Error, seconds: number))|nil sees each transient failure
+
 local M = {}
 
 -- Failures a watcher waits out instead of raising.
@@ -46,6 +58,10 @@ local function invalid(name, why) return select(2, check.invalid(name, why)) end
 -- within a poll. The first poll walks every page of `since`; later polls
 -- read from the newest item down and stop at the first page holding an
 -- item seen before.
+---@param api table the API module's client
+---@param opts bearer.WatchOptions|nil
+---@param rules table (above)
+---@return fun(): table|nil iterator
 function M.new(api, opts, rules)
   local fname = rules.fname
   -- Raises at the caller of the API method; `depth` counts the helpers between.

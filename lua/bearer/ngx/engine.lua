@@ -99,6 +99,14 @@ end
 
 --- Runs one call on the worker's engine: the transport of a client inside
 -- nginx; same contract as client:perform.
+---@param handle userdata the client's C handle
+---@param method string
+---@param url string
+---@param headers table
+---@param body any
+---@param opts table
+---@return table|nil response
+---@return bearer.Error|nil err
 function M.perform(handle, method, url, headers, body, opts)
   ready()
   local t, err = handle:start(method, url, headers, body, opts)

@@ -30,6 +30,17 @@
 local core = require "bearer.core"
 local errors = require "bearer.error"
 
+--- Options of `bearer.ngx.configure{...}`.
+---@class bearer.ngx.Options
+---@field transport "engine"|"threads"|nil the worker's engine (default) or the thread pool
+---@field pool string|nil the thread pool's name (default "bearer")
+---@field dict string|nil the shared dict's name (default "bearer")
+---@field allow_blocking boolean|nil let phases that cannot yield block
+---@field concurrency integer|nil transfers in flight per worker (thread pool, default 16)
+---@field queue_timeout number|nil seconds a call waits for a slot (default 60)
+
+---@class bearer.ngx
+---@field host bearer.Host the host of a client inside an nginx worker
 local M = {
   pool = "bearer",          -- thread_pool name
   dict = "bearer",          -- lua_shared_dict name
@@ -85,12 +96,15 @@ function M.configure(opts)
   end
 end
 
+--- Whether this phase may yield (run a transfer, sleep).
+---@return boolean
 function M.yieldable()
   return YIELDABLE[ngx.get_phase()] == true
 end
 
 --- The default sleep inside nginx: yields where it may; blocks only where
 -- the user allowed blocking (elsewhere no transfer starts to wait for).
+---@param seconds number
 function M.sleep(seconds)
   if M.yieldable() then return ngx.sleep(seconds) end
   return core.sleep(seconds)
@@ -108,6 +122,7 @@ end
 
 --- nil where a transfer may wait here, else the error to return at once
 -- (before any rate-limit wait, which could not yield either).
+---@return bearer.Error|nil
 function M.refusal()
   if M.yieldable() or M.allow_blocking then return nil end
   return blocking_error()
@@ -154,6 +169,8 @@ end
 
 --- The perform function of a client living in an nginx worker:
 -- same contract as client:perform, run on the thread pool.
+---@param c_opts table the client's transport options
+---@return function perform
 function M.transport(c_opts)
   local options = {}
   for k, v in pairs(c_opts) do
@@ -259,7 +276,13 @@ M.host = {
   gather = gather,
 }
 
+--- bearer.ngx.limiter{ name =, requests =, per = [, dict = ] }: a limiter every worker shares.
+---@param opts { name: string, requests: integer, per: number, dict: string|nil }
+---@return bearer.Limiter
 M.limiter = function(opts) return require("bearer.ngx.limiter").new(opts) end
+--- bearer.ngx.webhook{ secret =, handler = fn(event) [, tolerance = 300] }: answers an Overten delivery
+-- (content_by_lua*), then hands the event to `handler` in a timer.
+---@param opts { secret: string|bearer.Key, handler: fun(event: table), tolerance: number|nil }
 M.webhook = function(opts) return require("bearer.ngx.webhook").receive(opts) end
 
 return M

@@ -48,6 +48,9 @@ local function run_handler(premature, handler, event)
   if not ok then ngx.log(ngx.ERR, "bearer: webhook handler failed: ", tostring(err)) end
 end
 
+--- Answers one Overten delivery in content_by_lua* (200, 400, 401 or 405), then
+-- runs `handler(event)` in a timer (bearer.ngx.webhook).
+---@param opts { secret: string|bearer.Key, handler: fun(event: table), tolerance: number|nil }
 function M.receive(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'webhook' (table expected, got " .. type(opts) .. ")", 2)

@@ -3,7 +3,7 @@
 -- Overten signs "{timestamp}.{raw_body}" with HMAC-SHA256 under the
 -- secret as given (`whsec_…` prefix included) and sends
 --   X-Overten-Signature: sha256=<hex>   X-Overten-Timestamp: <unix seconds>
--- The separator is an assumption (the docs were cut off there; README).
+-- The separator is an assumption (the docs were cut off there; docs/decisions.md).
 -- This file owns that format; the HMAC and the constant-time comparison
 -- happen in C (bearer.crypto), so the expected digest never becomes a Lua
 -- string.
@@ -12,6 +12,17 @@ local errors = require "bearer.error"
 local json = require "bearer.json"
 local check = require "bearer.check"
 
+--- Options of `overten.webhook.verify{...}`.
+---@class bearer.overten.VerifyOptions
+---@field secret string|bearer.Key the subscription's or the org's webhook secret
+---@field body string the raw body
+---@field signature string|nil X-Overten-Signature
+---@field timestamp string|number|nil X-Overten-Timestamp
+---@field headers table<string, string>|nil where to find both (any case)
+---@field tolerance number|nil seconds (default 300)
+---@field now number|nil wall-clock seconds
+
+---@class bearer.overten.webhook
 local M = {}
 
 M.TOLERANCE = 300
@@ -65,10 +76,10 @@ local function check_secret_arg(n, fname, secret)
 end
 
 --- overten.webhook.signature(secret, timestamp, body) -> "sha256=<hex>"
----@param secret string|userdata
+---@param secret string|bearer.Key
 ---@param timestamp string
----@param body string
----@return string
+---@param body string the raw body
+---@return string signature `sha256=<hex>`
 function M.signature(secret, timestamp, body)
   check_secret_arg(1, "signature", secret)
   if type(timestamp) ~= "string" then check.bad_arg(2, "signature", "string", type(timestamp)) end
@@ -85,7 +96,14 @@ end
 -- The signature header may list several `sha256=<hex>` entries separated
 -- by commas (a secret being rotated); any match is enough. Errors: kind
 -- "signature", code malformed, bad_signature or stale_timestamp.
----@return boolean|nil, table|nil
+---@param secret string|bearer.Key
+---@param body string
+---@param signature string|nil
+---@param timestamp string|nil
+---@param tolerance number seconds
+---@param now number wall-clock seconds
+---@return true|nil ok
+---@return bearer.Error|nil err
 function M.check(secret, body, signature, timestamp, tolerance, now)
   check_secret_arg(1, "check", secret)
   if type(body) ~= "string" then check.bad_arg(2, "check", "string", type(body)) end
@@ -178,6 +196,8 @@ end
 
 --- overten.webhook.sign{ secret=, body= [, timestamp=now] [, event=] } -> headers
 -- The headers Overten would send with `body`, for tests and local tools.
+---@param opts { secret: string|bearer.Key, body: string, timestamp: number|string|nil, event: string|nil }
+---@return table<string, string> headers
 function M.sign(opts)
   local body = signing_options(opts, "sign")
   local ts = unix_text(opts.timestamp or os.time())
