@@ -43,14 +43,19 @@ local function plain_transport()
   end
 end
 
--- A store on a redis:// server when the caller names one (opts.url).
-local function redis_store(h, name, opts)
+--- A store on a redis:// server when the caller names one (opts.url), for
+-- host h (its redis_call, clock and warn); nil otherwise.
+---@param h bearer.Host
+---@param name string
+---@param opts table|nil
+---@return table|nil store
+function M.redis_store(h, name, opts)
   if not (opts and opts.url) then return nil end
   return require("bearer.redis").store(opts.url, {
     name = name, timeout = opts.timeout, host = h, on_store_error = opts.on_store_error,
     fallback = opts.fallback, level = (opts.level or 1) + 2 })
 end
-M.redis_store = redis_store
+local redis_store = M.redis_store
 
 local function warn(msg) io.stderr:write("bearer: ", msg, "\n") end
 

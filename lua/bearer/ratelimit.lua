@@ -145,6 +145,10 @@ end
 
 --- Checks a `store` / `on_store_error` pair of options (a redis:// URL or
 -- nil; "error", "local" or nil); raises at `level`.
+---@param store string|nil
+---@param on_store_error "error"|"local"|nil
+---@param fname string
+---@param level integer
 function M.check_store_options(store, on_store_error, fname, level)
   if store ~= nil then require("bearer.redis").check_url(store, "store", fname, level + 1) end
   if on_store_error ~= nil and on_store_error ~= "error" and on_store_error ~= "local" then
@@ -158,6 +162,11 @@ end
 -- object with acquire(). `name` says which clients share the slots where
 -- the store is shared (the same base URL and key); `timeout` bounds a
 -- store's every command (the client's connect timeout).
+---@param value table
+---@param h bearer.Host
+---@param name string
+---@param timeout number|nil
+---@return table|nil limiter
 function M.from_option(value, h, name, timeout)
   if value == nil then return nil end
   if type(value) == "table" and type(value.acquire) == "function" then return value end

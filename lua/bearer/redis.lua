@@ -48,14 +48,20 @@ local function config_error(code, message)
   return errors.new{ kind = "config", code = code, message = message }
 end
 
-local function store_error(message)
+--- The error object of a store that failed: kind connection, code
+-- store_unavailable (the nginx host's cosocket calls build theirs here too).
+---@param message string
+---@return table err
+function M.store_error(message)
   return errors.new{ kind = "connection", code = "store_unavailable",
                      message = "redis store unavailable: " .. message }
 end
-M.store_error = store_error
+local store_error = M.store_error
 
 --- parse(url) -> addr | nil, why. redis://[[user]:password@]host[:port][/db]
 -- addr.label names the server without the password (for messages).
+---@param url string
+---@return table|nil addr, string|nil why
 function M.parse(url)
   if type(url) ~= "string" then return nil, "string expected, got " .. type(url) end
   local rest = url:match("^redis://(.*)$")
@@ -88,6 +94,10 @@ local conns = {}   -- label -> open hiredis connection of this process
 
 --- The plain host's redis_call: one command on this process's connection
 -- to addr, made (and set up) when missing; answers as src/redis.c does.
+---@param addr table
+---@param timeout number
+---@param argv string[]
+---@return any|nil value, table|nil err
 function M.blocking_call(addr, timeout, argv)
   local conn = conns[addr.pool]
   if not (conn and conn:is_open()) then
@@ -117,6 +127,10 @@ local shas = {}    -- script -> its SHA1 on the servers of this process
 
 --- check_url(url, option, fname, level): raises, at `level`, a config
 -- error object for a core without hiredis, or a message for a bad URL.
+---@param url any
+---@param option string
+---@param fname string
+---@param level integer
 function M.check_url(url, option, fname, level)
   level = level + 1
   if type(url) ~= "string" then
@@ -136,6 +150,9 @@ end
 -- on_store_error ("error" or "local"), fallback (the per-host store the
 -- limiter falls back to), level. A bad URL, or a core built without
 -- hiredis, raises a `config` error object at `level`.
+---@param url string
+---@param opts table
+---@return table store
 function M.store(url, opts)
   local addr = M.check_url(url, opts.option or "store", opts.fname or "store", (opts.level or 1) + 1)
   local h = opts.host or require("bearer.host").current()
@@ -149,6 +166,8 @@ end
 --- store:command(argv) -> value | nil, err (kind connection). A server
 -- that failed is not asked again for DOWN_FOR seconds: each caller gets
 -- the same error at once instead of waiting out a timeout of its own.
+---@param argv string[]
+---@return any|nil value, table|nil err
 function Store:command(argv)
   local label = self.addr.label
   local d = down[label]
@@ -167,6 +186,10 @@ end
 
 --- store:eval(script, key, args...) -> value | nil, err: EVALSHA, loading
 -- the script when the server does not know it (first use, restart).
+---@param script string
+---@param key string
+---@param ... string
+---@return any|nil value, table|nil err
 function Store:eval(script, key, ...)
   local sha = shas[script]
   if sha then
@@ -181,6 +204,10 @@ end
 
 --- The limiter's store method: books a slot on the server; returns the
 -- seconds to wait (bearer.ratelimit), or nil, err.
+---@param requests integer
+---@param per number
+---@param margin number
+---@return number|nil wait, table|nil err
 function Store:book(requests, per, margin)
   local v, err = self:eval(BOOK, "bearer:rl:" .. self.name, tostring(requests),
                            ("%.6f"):format(per), ("%.6f"):format(margin))
@@ -191,6 +218,10 @@ function Store:book(requests, per, margin)
 end
 
 --- store:claim(id, ttl, token) -> true (ours), false (another's), nil, err
+---@param id string
+---@param ttl number
+---@param token string
+---@return boolean|nil ours, table|nil err
 function Store:claim(id, ttl, token)
   local v, err = self:eval(CLAIM, "bearer:claim:" .. self.name .. ":" .. id, token,
                            ("%d"):format(math.max(1, math.ceil(ttl))))
@@ -201,6 +232,7 @@ end
 --- A token telling this claimant's claims from every other's, on any
 -- host: 16 bytes of /dev/urandom (math.random is seeded alike in every
 -- nginx worker forked from one master).
+---@return string
 function M.token()
   local f = io.open("/dev/urandom", "rb")
   local bytes = f and f:read(16)
@@ -215,6 +247,13 @@ end
 -- claim(): `spec` is one already, a redis:// URL (each command bounded by
 -- `timeout` seconds), or the name of a store of the current host (an
 -- nginx lua_shared_dict). Anything else raises at `level`.
+---@param spec any
+---@param name string
+---@param fname string
+---@param option string
+---@param level integer
+---@param timeout number|nil
+---@return table store
 function M.claims(spec, name, fname, option, level, timeout)
   level = level + 1
   if type(spec) == "table" and type(spec.claim) == "function" then return spec end

@@ -64,8 +64,19 @@ end
 -- Phases where a coroutine may yield (run_worker_thread, ngx.sleep).
 local YIELDABLE = { rewrite = true, access = true, content = true, timer = true }
 
+---@class bearer.ngx.Settings
+---@field transport? "engine"|"threads"
+---@field pool? string
+---@field dict? string
+---@field allow_blocking? boolean
+---@field concurrency? integer
+---@field queue_timeout? number
+---@field store? string
+---@field on_store_error? "error"|"local"
+
 --- bearer.ngx.configure{ transport =, pool =, dict =, allow_blocking =, concurrency =,
 --   queue_timeout =, store =, on_store_error = }
+---@param opts bearer.ngx.Settings
 function M.configure(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'configure' (table expected, got " .. type(opts) .. ")", 2)

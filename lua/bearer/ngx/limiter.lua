@@ -56,6 +56,10 @@ end
 
 --- store:claim(id, ttl, token) -> true (ours), false (another's): the
 -- first add wins; its holder wins it again (bearer.redis's rule).
+---@param id string
+---@param ttl number
+---@param token string
+---@return boolean
 function Store:claim(id, ttl, token)
   local key = self.key .. ":claim:" .. id
   local added, err = self.dict:add(key, token, ttl)

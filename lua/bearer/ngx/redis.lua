@@ -31,6 +31,12 @@ local function roundtrip(sock, argv)
   end
 end
 
+--- One command on the worker's cosocket to addr, hiredis formatting the
+-- request and reading the reply: the nginx host's redis_call.
+---@param addr table a parsed redis:// address (bearer.redis.parse)
+---@param timeout number seconds for connect, send and each read
+---@param argv string[] the command and its arguments
+---@return any|nil value, table|nil err
 function M.call(addr, timeout, argv)
   local bngx = require "bearer.ngx"
   if not bngx.yieldable() then

@@ -159,6 +159,8 @@ end
 -- malformed, replayed), kind "decode" when a correctly signed body is not
 -- JSON, kind "connection" (code store_unavailable) when the replay store
 -- fails.
+---@param opts table
+---@return table|nil event, table|nil err
 function M.verify(opts)
   local body = signing_options(opts, "verify")
   local headers = opt(opts, "headers", "table", "verify")
