@@ -24,7 +24,7 @@ local function core_load_error(why)
   end
   return ("bearer: %s was built for %s, not for %s (%s). Use a core built for %s: `make` "
           .. "builds build/5.1/, build/5.3/, build/5.4/ and build/luajit/; luarocks builds for the Lua "
-          .. "it targets (README \"Which Lua\")"):format(path, built or "another Lua or an older bearer",
+          .. "it targets (docs/install.md, \"Which Lua\")"):format(path, built or "another Lua or an older bearer",
                                               running, detail, running)
 end
 

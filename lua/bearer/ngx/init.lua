@@ -179,7 +179,7 @@ local function options_id(options)
 end
 
 --- The perform function of a client living in an nginx worker:
--- same contract as client:perform, run on the thread pool.
+-- same contract as client:perform, run on the worker's engine (or the thread pool).
 ---@param c_opts table the client's transport options
 ---@return function perform
 function M.transport(c_opts)
