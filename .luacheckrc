@@ -29,6 +29,8 @@ files["spec/emulator/"] = nginx{ ignore = { "212/req", "212/key", "212/f" } }
 files["lua/bearer/host.lua"] = nginx()
 
 files["spec/"] = { std = "+busted" }
+-- docs/testing.md's example of a user's own spec
+files["examples/testing/"] = { std = "+busted" }
 
 -- libFuzzer targets: fuzz/harness.c gives them `fuzz` (port, respond, setenv, b64url).
 files["fuzz/targets/"] = { read_globals = { "fuzz" } }

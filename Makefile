@@ -14,12 +14,21 @@ WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 ALL_CFLAGS = $(CFLAGS) $(WARN) -std=c99 -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L
 LIBS = -lcurl -lcrypto -lpthread
 
-SRC = src/core.c src/key.c src/client.c src/transfer.c src/engine.c src/crypto.c src/error.c src/redact.c src/vault.c
+# hiredis is optional (src/redis.c): with its headers the core speaks to
+# redis:// stores, without them core.redis is false and such a store is a
+# config error. HIREDIS=no builds without it even where it is installed.
+HIREDIS ?= $(shell pkg-config --exists hiredis 2>/dev/null && echo yes || echo no)
+ifeq ($(HIREDIS),yes)
+ALL_CFLAGS += -DBEARER_HIREDIS $(shell pkg-config --cflags hiredis)
+LIBS += $(shell pkg-config --libs hiredis)
+endif
+
+SRC = src/core.c src/key.c src/client.c src/transfer.c src/engine.c src/crypto.c src/error.c src/redact.c src/vault.c src/redis.c
 HDR = src/bearer.h src/compat.h
 
 BUSTED ?= busted --lua=lua5.4
 
-.PHONY: all build deps lint test check-memory demo nginx-example nginx-example-stop bench clean \
+.PHONY: all build deps lint test check-memory demo nginx-example nginx-example-stop bench docs types clean \
         check-asan fuzz fuzz-build fuzz-net hardening-deps
 
 all: build
@@ -39,7 +48,7 @@ deps:
 
 # luacheck over every Lua file (.luacheckrc). A directory gives luacheck its
 # *.lua files only, so bin/'s scripts (no extension) are named one by one.
-LINT_PATHS = $(wildcard lua examples spec bench fuzz) $(wildcard bin/*)
+LINT_PATHS = $(wildcard lua examples spec bench tools fuzz) $(wildcard bin/*)
 lint: deps
 	@luacheck --no-color -q $(LINT_PATHS)
 
@@ -71,12 +80,27 @@ build/bench/anchor: bench/anchor.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -Wall -Wextra -o $@ bench/anchor.c -lcurl
 
+# The HTML reference into docs/ref/ (not committed) with LDoc (Debian:
+# lua-ldoc, installed here only), from the LuaCATS annotations of
+# lua/bearer/ turned into LDoc tags (tools/luacats-to-ldoc.lua).
+docs: deps
+	@sh .ci/install-deps lua-ldoc
+	@rm -rf build/docs-src docs/ref
+	@lua5.4 tools/luacats-to-ldoc.lua lua/bearer build/docs-src/bearer
+	@ldoc -c docs/config.ld . >/dev/null
+	@echo "docs/ref/index.html"
+
+# The editor stubs of the declared endpoints (lua/bearer/types/, committed;
+# spec/annotations_spec.lua fails when they are stale).
+types: build
+	@LUA_PATH="lua/?.lua;lua/?/init.lua;tools/?.lua;;" LUA_CPATH="build/5.4/?.so;;" lua5.4 tools/endpoint-types.lua
+
 clean:
-	rm -rf build
+	rm -rf build docs/ref
 
 # {====================================================== hardening checks
-# README "Hardening checks". Sanitized builds live under build/asan and
-# build/fuzz, apart from the builds users load.
+# docs/hardening.md, "Fuzzing and sanitizers". Sanitized builds live under
+# build/asan and build/fuzz, apart from the builds users load.
 SAN_CC ?= clang-14
 SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined
 FUZZ_TARGETS = key jwt redact webhook headers error_body

@@ -5,7 +5,9 @@ local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$")) or "."
 
 -- The surface (init, client, error, key) and the hosts (plain, nginx's and the
 -- code nginx's thread pool runs) with the ways they wait on the transfer
--- engine (the scheduler of plain Lua, nginx's engine socket).
+-- engine (the scheduler of plain Lua, nginx's engine socket), and the
+-- stores hosts share through Redis (hiredis in the core: bearer.redis,
+-- nginx's cosocket transport for it).
 local MAY_REQUIRE_CORE = {
   ["lua/bearer/init.lua"] = true,
   ["lua/bearer/client.lua"] = true,
@@ -16,6 +18,8 @@ local MAY_REQUIRE_CORE = {
   ["lua/bearer/ngx/thread.lua"] = true,
   ["lua/bearer/scheduler.lua"] = true,
   ["lua/bearer/ngx/engine.lua"] = true,
+  ["lua/bearer/redis.lua"] = true,
+  ["lua/bearer/ngx/redis.lua"] = true,
 }
 
 local function lua_files()

@@ -1,7 +1,6 @@
 -- bearer embedded in a real nginx (LuaJIT build, lua-nginx-module): calls
 -- from every yielding phase and timers, without blocking the worker; the
 -- shared limiter across workers; the webhook receiver; reload.
-local bearer = require "bearer"
 local core = require "bearer.core"
 local emulator = require "support.emulator"
 local cjson = require "cjson"
@@ -11,17 +10,9 @@ local KEY = emulator.OVERTEN_KEY
 local WEBHOOK_SECRET = "whsec_emu_5f3c9a7e1b2d4f6a8c0e2b4d6f8a0c1e"
 
 local function start_nginx(emu, workers)
-  local p = assert(io.popen(("BEARER_EMULATOR_URL=%s BEARER_TEST_WEBHOOK_SECRET=%s "
-    .. "BEARER_EMULATOR_WORKERS=%d %s start %s/spec/nginx/embed.conf.in 2>&1")
-    :format(emu.url, WEBHOOK_SECRET, workers, emulator.SCRIPT, emulator.ROOT)))
-  local out = p:read("a")
-  p:close()
-  local url = out:match("BEARER_EMULATOR_URL=(%S+)")
-  local prefix = out:match("BEARER_EMULATOR_PREFIX=(%S+)")
-  assert(url and prefix, "nginx did not start:\n" .. out)
-  local server = setmetatable({ url = url, prefix = prefix }, emulator)
-  server.http = bearer.client{ base_url = url, max_retries = 0, timeout = 20 }
-  return server
+  return emulator.start({ BEARER_EMULATOR_URL = emu.url, BEARER_TEST_WEBHOOK_SECRET = WEBHOOK_SECRET,
+                          BEARER_EMULATOR_WORKERS = workers },
+                        emulator.ROOT .. "/spec/nginx/embed.conf.in", 20)
 end
 
 -- Runs a GET in a child process, in the background; its body lands in the
@@ -58,11 +49,7 @@ local function wait_for(pred, what)
   error("timed out waiting for " .. what)
 end
 
-local function get_json(server, path)
-  local res = assert(server.http:get(path))
-  assert.equal(200, res.status, res.body)
-  return cjson.decode(res.body)
-end
+local function get_json(server, path) return server:get_json(path) end
 
 describe("bearer inside nginx #integration", function()
   local emu, one

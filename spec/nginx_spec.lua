@@ -8,15 +8,7 @@ describe("bearer in nginx (LuaJIT) #integration", function()
   local server
 
   setup(function()
-    local p = assert(io.popen(emulator.SCRIPT .. " start " .. emulator.ROOT
-                              .. "/spec/nginx/smoke.conf.in 2>&1"))
-    local out = p:read("a")
-    p:close()
-    local url = out:match("BEARER_EMULATOR_URL=(%S+)")
-    local prefix = out:match("BEARER_EMULATOR_PREFIX=(%S+)")
-    assert(url and prefix, "nginx did not start:\n" .. out)
-    server = setmetatable({ url = url, prefix = prefix }, emulator)
-    server.http = bearer.client{ base_url = url, max_retries = 0 }
+    server = emulator.start(nil, emulator.ROOT .. "/spec/nginx/smoke.conf.in")
   end)
   teardown(function() if server then server:stop() end end)
 

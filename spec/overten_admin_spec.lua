@@ -5,29 +5,9 @@ local bearer = require "bearer"
 local core = require "bearer.core"
 local overten = require "bearer.overten"
 local emulator = require "support.emulator"
-local cjson = require "cjson"
-
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
-local function b64url(s)
-  local out = {}
-  for i = 1, #s, 3 do
-    local a, b, c = s:byte(i, i + 2)
-    local n = a * 65536 + (b or 0) * 256 + (c or 0)
-    local chars = 2 + (b and 1 or 0) + (c and 1 or 0)
-    for j = 1, chars do
-      local idx = math.floor(n / 64 ^ (4 - j)) % 64
-      out[#out + 1] = B64:sub(idx + 1, idx + 1)
-    end
-  end
-  return table.concat(out)
-end
 
 -- An unsigned Firebase-style JWT (the emulator checks claims, not signatures).
-local function jwt(claims)
-  claims.sub = claims.sub or "emu_owner"
-  return b64url('{"alg":"RS256","typ":"JWT"}') .. "." .. b64url(cjson.encode(claims)) .. ".c2lnbmF0dXJl"
-end
+local jwt = emulator.firebase_token
 
 local function fake_time(start)
   local t = { now = start, slept = {} }

@@ -93,8 +93,10 @@ describe("the rock on every Lua #rock", function()
   setup(function()
     work = files.tmpdir()
     -- luarocks writes its .o files next to the sources: build from a copy.
-    assert(os.execute("cp -r " .. ROOT .. "/src " .. ROOT .. "/lua " .. ROOT
-                      .. "/bearer-scm-1.rockspec " .. work))
+    -- (bin/ and the emulator's server are installed by the rock too)
+    assert(os.execute("cp -r " .. ROOT .. "/src " .. ROOT .. "/lua " .. ROOT .. "/bin " .. ROOT
+                      .. "/bearer-scm-1.rockspec " .. work .. " && mkdir " .. work .. "/spec && cp -r "
+                      .. ROOT .. "/spec/emulator " .. work .. "/spec/"))
     files.write(work .. "/probe.lua", PROBE)
     port = closed_port()
   end)

@@ -20,13 +20,10 @@ describe("https #integration", function()
     sh("chmod 644 " .. dir .. "/key.pem")   -- nginx workers (nobody) read it
     for _ = 1, 5 do
       local port = math.random(20000, 60999)
-      local p = io.popen(("BEARER_TLS_DIR=%s BEARER_TLS_PORT=%d %s start %s/spec/nginx/tls.conf.in 2>&1")
-                         :format(dir, port, emulator.SCRIPT, emulator.ROOT))
-      local out = p:read("a")
-      p:close()
-      local prefix = out:match("BEARER_EMULATOR_PREFIX=(%S+)")
-      if prefix then
-        server = setmetatable({ prefix = prefix }, emulator)
+      -- the TLS port is the template's own: another try when it is taken
+      server = emulator.try_start({ BEARER_TLS_DIR = dir, BEARER_TLS_PORT = port },
+                                  emulator.ROOT .. "/spec/nginx/tls.conf.in")
+      if server then
         tls_url = "https://127.0.0.1:" .. port
         return
       end

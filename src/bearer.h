@@ -195,4 +195,11 @@ BEARER_INTERNAL size_t bearer_vault_put(const bearer_key *k);
 
 /* }====================================================== */
 
+/* {====================================================== redis (redis.c) */
+
+/* core.redis (whether hiredis is built in) and, with it, its functions. */
+BEARER_INTERNAL void bearer_redis_open(lua_State *L);
+
+/* }====================================================== */
+
 #endif

@@ -15,7 +15,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
-/* 5.2 is left out on purpose (README: "Which Lua"): no Debian package
+/* 5.2 is left out on purpose (docs/install.md: "Which Lua"): no Debian package
 ** needs it next to bearer and nothing here is tested on it, so a build for
 ** it stops here rather than producing a core nobody has run. */
 #if LUA_VERSION_NUM == 502 || LUA_VERSION_NUM > 504

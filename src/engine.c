@@ -16,11 +16,13 @@
 ** - threaded (inside nginx, engine_thread()): a thread of the engine's own
 **   runs libcurl; the worker's event loop must never block, and Lua has no
 **   way to wait on a file descriptor but a cosocket, so the engine thread
-**   also serves a unix socket: a waiting handler connects (a keepalive
-**   pool makes that once per connection), sends its transfer's token as a
-**   line, and its cosocket read yields to nginx until the engine thread
-**   writes one byte when that transfer is done. No OS thread is held per
-**   call in flight, and nothing polls.
+**   also serves a unix socket. One connection of the worker subscribes
+**   (a line "s"): the engine writes the token of every finished transfer
+**   to it as a line, in one write per loop, and the worker's reader wakes
+**   the handler waiting for that token (an ngx.semaphore). A connection
+**   may instead send one token line and get one byte back when that
+**   transfer is done (the fallback). No OS thread is held per call in
+**   flight, and nothing polls.
 ** In neither way does Lua run while libcurl is on the stack; the engine
 ** never calls Lua at all.
 **
@@ -43,6 +45,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bearer.h"
@@ -78,6 +81,10 @@ struct bearer_engine {
   char dir[96], path[128];  /* the socket's private directory and path */
   engine_waiter *waiters;   /* engine thread only */
   size_t n_waiters;
+  int subscriber;           /* fd of the connection that gets every token, -1 */
+  double last_out;          /* when it was last written to (monotonic s) */
+  char *out;                /* tokens not yet written to it */
+  size_t n_out, cap_out;
 };
 
 static const char engine_key = 'e';   /* registry[&engine_key]: this state's engine */
@@ -154,6 +161,7 @@ static int engine_setup(bearer_engine *e) {
   e->pid = getpid();
   e->threaded = 0;
   e->listen_fd = -1;
+  e->subscriber = -1;
   if (e->multi == NULL || e->share == NULL) return -1;
   curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
@@ -174,6 +182,8 @@ static bearer_engine *engine_ready(lua_State *L, bearer_engine *e) {
     e->n_waiters = 0;
     e->unref = NULL;
     e->n_unref = e->cap_unref = 0;
+    e->out = NULL;
+    e->n_out = e->cap_out = 0;
     if (engine_setup(e) != 0) luaL_error(L, "out of memory (libcurl multi handle)");
   }
   return e;
@@ -330,12 +340,54 @@ BEARER_INTERNAL int bearer_engine_cancel(bearer_transfer *t) {
 /* {====================================================== the engine thread */
 
 static void engine_waiter_drop(bearer_engine *e, size_t i) {
+  if (e->waiters[i].fd == e->subscriber) {
+    e->subscriber = -1;
+    e->n_out = 0;
+  }
   close(e->waiters[i].fd);
   e->waiters[i] = e->waiters[--e->n_waiters];
 }
 
+/* Queues token for the subscriber, written at the end of the loop. */
+static void engine_publish(bearer_engine *e, uint64_t token) {
+  if (e->n_out + 24 > e->cap_out) {
+    size_t cap = e->cap_out ? e->cap_out * 2 : 4096;
+    char *p = realloc(e->out, cap);
+    if (p == NULL) return;   /* the waiter's bounded wait looks by itself */
+    e->out = p;
+    e->cap_out = cap;
+  }
+  e->n_out += (size_t)snprintf(e->out + e->n_out, 24, "%llu\n", (unsigned long long)token);
+}
+
+static double engine_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Writes what the subscriber has not got yet; a short write keeps the
+** rest for the next loop (the socket is non-blocking). An empty line goes
+** out when a second passed without any: the reader's read never times out
+** (nginx would log each timeout) and it still looks, every second, whether
+** its worker is exiting. */
+static void engine_flush(bearer_engine *e) {
+  if (e->subscriber < 0) return;
+  double now = engine_now();
+  if (e->n_out == 0) {
+    if (now - e->last_out >= 1.0 && write(e->subscriber, "\n", 1) == 1) e->last_out = now;
+    return;
+  }
+  e->last_out = now;
+  ssize_t n = write(e->subscriber, e->out, e->n_out);
+  if (n <= 0) return;
+  memmove(e->out, e->out + n, e->n_out - (size_t)n);
+  e->n_out -= (size_t)n;
+}
+
 /* Wakes the handler waiting for token, if it has said so yet. */
 static void engine_notify(bearer_engine *e, uint64_t token) {
+  if (e->subscriber >= 0) engine_publish(e, token);
   for (size_t i = 0; i < e->n_waiters; i++) {
     if (e->waiters[i].token == token) {
       e->waiters[i].token = 0;
@@ -373,6 +425,11 @@ static int engine_waiter_read(bearer_engine *e, size_t i) {
     return -1;
   }
   for (ssize_t k = 0; k < n; k++) {
+    if (buf[k] == 's' && w->got == 0) {   /* "s\n": this one gets every token */
+      e->subscriber = w->fd;
+      e->n_out = 0;
+      continue;
+    }
     if (buf[k] != '\n') {
       if (w->got + 1 >= sizeof(w->line) || buf[k] < '0' || buf[k] > '9') {
         engine_waiter_drop(e, i);
@@ -381,6 +438,7 @@ static int engine_waiter_read(bearer_engine *e, size_t i) {
       w->line[w->got++] = buf[k];
       continue;
     }
+    if (w->got == 0) continue;   /* the end of "s", or an empty line */
     w->line[w->got] = '\0';
     uint64_t token = strtoull(w->line, NULL, 10);
     w->got = 0;
@@ -455,6 +513,7 @@ static void *engine_thread_main(void *ud) {
       if (fds[k].revents) engine_waiter_read(e, k - 1);
     if (fds[0].revents) engine_accept(e);
     engine_perform(e);
+    engine_flush(e);
   }
   free(fds);
   return NULL;
@@ -488,6 +547,7 @@ static int engine_thread_lua(lua_State *L) {
     rmdir(e->dir);
     return luaL_error(L, "engine_thread: unix socket %s: %s", e->path, strerror(err));
   }
+  e->subscriber = -1;
   e->waiters = calloc(ENGINE_MAX_WAITERS, sizeof(*e->waiters));
   if (e->waiters == NULL) {
     close(fd);
@@ -524,8 +584,12 @@ static void engine_stop_thread(bearer_engine *e) {
     rmdir(e->dir);
   }
   e->listen_fd = -1;
+  e->subscriber = -1;
   free(e->waiters);
   e->waiters = NULL;
+  free(e->out);
+  e->out = NULL;
+  e->n_out = e->cap_out = 0;
 }
 
 /* }====================================================== */

@@ -15,18 +15,39 @@
 --   uuid      a UUID                     time     ISO 8601 date or date-time
 --   scalar    string, number or boolean (and lists of them: query filters)
 -- A type this file does not know raises: a check never passes silently.
+
+--- A field spec: `{ type, required =, min =, max =, values =, label = }`.
+---@class bearer.FieldSpec
+---@field [1] string the type (above)
+---@field required boolean|nil a missing value raises
+---@field needed boolean|nil a missing value is a `validation` error
+---@field min number|nil
+---@field max number|nil
+---@field values table<string, true>|nil enum values
+---@field label string|nil the values in words
+
 local errors = require "bearer.error"
 
 local M = {}
 
 --- Raises "bad argument #n to 'fname' (expected expected, got got)" at
 -- the caller `level` levels above the function calling this one.
+---@param n integer the argument's position
+---@param fname string the function's name in the message
+---@param expected string
+---@param got string
+---@param level integer|nil levels above the caller of the caller
 function M.bad_arg(n, fname, expected, got, level)
   error(("bad argument #%d to '%s' (%s expected, got %s)"):format(n, fname, expected, got),
         (level or 1) + 2)
 end
 
 --- Raises "bad option 'name' to 'fname' (expected expected, got got)".
+---@param name string the option
+---@param fname string
+---@param expected string
+---@param got string
+---@param level integer|nil
 function M.bad_option(name, fname, expected, got, level)
   error(("bad option '%s' to '%s' (%s expected, got %s)"):format(name, fname, expected, got),
         (level or 1) + 2)
@@ -34,9 +55,10 @@ end
 
 --- A value the API itself would refuse: nil, err (sent nowhere). The
 -- message starts with the argument's name.
----@param name string
+---@param name string the argument's name
 ---@param why string
----@return nil, table
+---@return nil
+---@return bearer.Error err `validation`, code `invalid_argument`
 function M.invalid(name, why)
   return nil, errors.new{ kind = "validation", code = "invalid_argument", argument = name,
                           message = name .. " " .. why }
@@ -45,6 +67,11 @@ local invalid = M.invalid
 
 --- A path segment from an id the caller gave (ids go in the path, so an
 -- id with "/" or "?" must not change which endpoint is hit).
+---@param fname string
+---@param n integer the argument's position
+---@param id any the id the caller gave
+---@param level integer|nil
+---@return string segment percent-encoded
 function M.segment(fname, n, id, level)
   if type(id) ~= "string" then M.bad_arg(n, fname, "string", type(id), (level or 1) + 1) end
   return (id:gsub("[^%w%-%._~]", function(ch) return ("%%%02X"):format(ch:byte()) end))
@@ -74,7 +101,8 @@ end
 -- epoch seconds; the second value is true for a date alone. nil when the
 -- text is anything else or a field is out of range.
 ---@param s string
----@return number|nil, boolean|nil
+---@return number|nil seconds UTC epoch seconds
+---@return boolean|nil date_only
 function M.parse_time(s)
   if type(s) ~= "string" then return nil end
   local y, mo, d, rest = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
@@ -100,6 +128,9 @@ function M.parse_time(s)
 end
 
 local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+--- Whether `s` is a UUID (8-4-4-4-12 hex digits).
+---@param s any
+---@return boolean
 function M.is_uuid(s) return type(s) == "string" and s:match(UUID) ~= nil end
 
 -- }======================================================
@@ -228,13 +259,21 @@ end
 -- Raises (at the caller `level` above the caller of this) on a wrong type
 -- or a missing `required` field; returns nil, err for a value the API
 -- would refuse (a `needed` field missing among them); true otherwise.
----@return boolean|nil, table|nil
+---@param fname string
+---@param name string the field
+---@param value any
+---@param spec bearer.FieldSpec
+---@param level integer|nil
+---@return true|nil ok
+---@return bearer.Error|nil err
 function M.field(fname, name, value, spec, level)
   check_type(fname, name, value, spec, (level or 1) + 1)
   return check_value(name, value, spec)
 end
 
 --- The Lua type a spec takes.
+---@param spec bearer.FieldSpec
+---@return string
 function M.lua_type(spec)
   return type_of(spec, "?", "?").lua or "string"
 end
@@ -244,6 +283,14 @@ end
 -- are called, "filter" or "option"; otherwise they are checked against
 -- the spec `others` when given), then the values, by name. Returns true
 -- or nil, err (the first refused value).
+---@param fname string
+---@param opts table|nil the caller's options
+---@param fields table<string, bearer.FieldSpec>
+---@param strict string|nil what an unknown name is called ("filter", "option"): it raises
+---@param level integer|nil
+---@param others bearer.FieldSpec|nil the spec unknown names are checked against
+---@return true|nil ok
+---@return bearer.Error|nil err
 function M.fields(fname, opts, fields, strict, level, others)
   local lv = (level or 1) + 1
   for name, v in pairs(opts) do

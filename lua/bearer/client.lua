@@ -14,9 +14,75 @@ local json = require "bearer.json"
 local keys = require "bearer.key"
 local ratelimit = require "bearer.ratelimit"
 
+--- Options of `bearer.client{...}`; unknown names raise.
+---@class bearer.ClientOptions
+---@field base_url string prefix of every relative path (required)
+---@field key bearer.Key|string|nil the credential; a string is made a key (scheme detected, or `scheme`)
+---@field scheme string|nil the scheme of a string `key`
+---@field auth "bearer"|"x-api-key"|nil the header that carries the key (default "bearer")
+---@field timeout number|nil seconds per attempt (default 60)
+---@field connect_timeout number|nil seconds (default 5)
+---@field max_retries integer|nil retries after the first attempt (default 2)
+---@field max_response_bytes integer|nil larger responses are a `too_large` error (default 64 MiB)
+---@field user_agent string|nil replaces the whole User-Agent header
+---@field ca_file string|nil passed to libcurl
+---@field proxy string|nil passed to libcurl (never used for a credential to loopback)
+---@field headers table<string, string>|nil sent with every request
+---@field clock (fun(): number)|nil the client's time (a test clock)
+---@field sleep (fun(seconds: number))|nil how the client waits
+---@field host bearer.Host|nil where the client runs (default: chosen once per process)
+---@field log (fun(line: string))|nil receives the trace lines
+---@field rate_limit { requests: integer, per: number }|bearer.Limiter|nil every attempt waits its turn
+---@field error_parser (fun(doc: table|nil, body: string): bearer.ErrorFields)|nil how the API's error bodies read
+
+--- The per-call settings a view (`with_options`) may change.
+---@class bearer.ViewOptions
+---@field timeout number|nil seconds per attempt
+---@field max_retries integer|nil
+---@field headers table<string, string>|nil added to the client's
+---@field retry_statuses integer[]|nil statuses retried instead of 408, 429, 500, 502, 503, 504
+
+--- A verb shorthand: `c:get(path, opts)` is `c:request("GET", path, opts)`.
+---@alias bearer.VerbCall
+---| fun(self: bearer.Client, path: string, opts?: bearer.RequestOptions): bearer.Response?, bearer.Error?
+
+--- Options of `client:request` and the verb shorthands.
+---@class bearer.RequestOptions: bearer.ViewOptions
+---@field query table|nil URL-encoded, keys sorted, arrays repeat the key
+---@field json any encoded as the body (sets Content-Type)
+---@field body string|nil sent as is
+---@field idempotency_key string|nil sent as Idempotency-Key; makes the call retryable
+---@field credentials boolean|nil false: send no key (someone else's URL, a signed link)
+---@field on_progress (fun(done: integer, total: integer|nil))|nil transfer progress
+
+--- What a successful call returns (status below 400).
+---@class bearer.Response
+---@field status integer
+---@field headers table<string, string> lower-case names
+---@field body string
+---@field json any the decoded body, when it is JSON
+---@field time number seconds over every attempt
+
+--- `bearer.response_of(t)`: how a table an API call returned came.
+---@class bearer.ResponseMeta
+---@field status integer
+---@field headers table<string, string>
+---@field request_id string|nil
+---@field attempts integer
+---@field time number seconds over every attempt
+
+---@class bearer.client
 local M = {}
 
+--- The generic client: `request`, the verb shorthands (`get`, `post`, `put`,
+-- `patch`, `delete`, `head`: `(path, opts)`), its settings and `close`.
 ---@class bearer.Client
+---@field get bearer.VerbCall
+---@field post bearer.VerbCall
+---@field put bearer.VerbCall
+---@field patch bearer.VerbCall
+---@field delete bearer.VerbCall
+---@field head bearer.VerbCall
 local Client = {}
 Client.__index = Client
 M.Client = Client
@@ -134,8 +200,8 @@ end
 -- `key` is a bearer.Key or a string made into one (the scheme is detected
 -- from its prefix unless `scheme` says). Wrong option types raise, at the
 -- caller `level` levels up (API modules building a client pass theirs).
----@param opts table
----@param level integer|nil
+---@param opts bearer.ClientOptions
+---@param level integer|nil levels above the caller, for raises
 ---@return bearer.Client
 function M.new(opts, level)
   local lv = (level or 1) + 1
@@ -183,8 +249,10 @@ function M.new(opts, level)
   st.call_headers = call_headers(st.headers)
   st.log, st.level = log_setup(log)
   local key = handle:key()
+  st.store_timeout = opts.connect_timeout
   st.limiter = ratelimit.from_option(opts.rate_limit, h,
-                                     st.base_url .. "|" .. (key and key:fingerprint() or ""))
+                                     st.base_url .. "|" .. (key and key:fingerprint() or ""),
+                                     st.store_timeout)
   private[self] = st
   return self
 end
@@ -197,12 +265,8 @@ local function state(self, fname)
   return st
 end
 
---- c:with_options{ timeout=, max_retries=, headers=, retry_statuses= } -> view
--- A light view of this client: the same connection, key, host and rate
--- limit, other per-call defaults. `headers` add to the client's. Unknown
--- names raise, as in the constructor. Closing a view closes nothing.
----@param opts table
----@return bearer.Client
+-- The view behind every with_options (Client:with_options, api_view);
+-- `lv` is the caller's level for raises.
 local function make_view(self, opts, lv)
   local parent = state(self, "with_options")
   if type(opts) ~= "table" then
@@ -230,6 +294,12 @@ local function make_view(self, opts, lv)
   return view
 end
 
+--- c:with_options{ timeout=, max_retries=, headers=, retry_statuses= } -> view
+-- A light view of this client: the same connection, key, host and rate
+-- limit, other per-call defaults. `headers` add to the client's. Unknown
+-- names raise, as in the constructor. Closing a view closes nothing.
+---@param opts bearer.ViewOptions
+---@return bearer.Client view
 function Client:with_options(opts) return make_view(self, opts, 2) end
 
 local function no_close() end
@@ -239,9 +309,10 @@ local function no_close() end
 -- What the module writes through the view (a refreshed token, a cache)
 -- lands on the client itself. Its close does nothing; the client it came
 -- from owns the connection.
----@param api table
----@param opts table
----@return table
+---@generic T: table
+---@param api T an API module's client
+---@param opts bearer.ViewOptions
+---@return T view
 function M.api_view(api, opts)
   local view = setmetatable({}, { __index = api, __newindex = api, __close = no_close })
   rawset(view, "http", make_view(api.http, opts, 3))
@@ -263,11 +334,11 @@ function Client:__tostring()
 end
 
 --- The client's key (a bearer.Key), or nil.
----@return userdata|nil
+---@return bearer.Key|nil
 function Client:key() return state(self, "key").handle:key() end
 
 --- Replaces the key used from the next request on (nil: send none).
----@param key userdata|nil
+---@param key bearer.Key|nil
 function Client:set_key(key) return state(self, "set_key").handle:set_key(key) end
 
 --- The base URL, without a trailing slash.
@@ -292,10 +363,11 @@ function Client:sleep(seconds) return state(self, "sleep").host.sleep(seconds) e
 function Client:redact(text) return state(self, "redact").handle:redact(text) end
 
 --- A rate limiter on this client's host: shared as the host shares
--- (every nginx worker), named after `name`, the base URL and the key.
+-- (every nginx worker), or through the redis:// server `spec.store` (with
+-- `spec.on_store_error`), named after `name`, the base URL and the key.
 -- Returns the limiter and whether it is shared beyond this process
--- (nil, false when it would not be).
----@param spec { requests: integer, per: number, name: string }
+-- (nil, false when it would not be); its `store` may also claim().
+---@param spec { requests: integer, per: number, name: string, store: string|nil, on_store_error: string|nil }
 ---@return table|nil, boolean
 function Client:shared_limiter(spec)
   local st = state(self, "shared_limiter")
@@ -304,7 +376,8 @@ function Client:shared_limiter(spec)
   end
   local key = st.handle:key()
   local name = spec.name .. "|" .. st.base_url .. "|" .. (key and key:fingerprint() or "")
-  local store = st.host.store(name, spec.per)
+  local store = st.host.store(name, spec.per, { url = spec.store, timeout = st.store_timeout,
+                                                on_store_error = spec.on_store_error })
   if not store then return nil, false end
   return ratelimit.new{ requests = spec.requests, per = spec.per, store = store,
                         sleep = st.host.sleep }, true
@@ -317,11 +390,13 @@ local function escape(s)
     return ("%%%02X"):format(ch:byte())
   end))
 end
+--- Percent-encodes everything but RFC 3986's unreserved characters.
+---@type fun(s: any): string
 M.escape = escape
 
 --- Encodes a query table: keys sorted (stable URLs, readable traces),
 -- array values repeat the key, booleans as true/false, nil values skipped.
----@param query table
+---@param query table<string, string|number|boolean|(string|number|boolean)[]>
 ---@return string
 function M.encode_query(query)
   local names = {}
@@ -381,6 +456,8 @@ end
 local function hide_query(s)
   return (s:gsub("%?[^%s|]*", "?[REDACTED]"))
 end
+--- `s` with every URL query replaced by `?[REDACTED]`.
+---@type fun(s: string): string
 M.hide_query = hide_query
 
 -- debug: one line per request and one per response. Header text comes
@@ -416,8 +493,8 @@ end
 --- The response metadata of a table an API call returned (a decoded
 -- body, a page, a response): { status=, headers=, request_id=,
 -- attempts=, time= }, or nil for a table no call returned.
----@param t table
----@return table|nil
+---@param t any
+---@return bearer.ResponseMeta|nil
 function M.response_of(t)
   if type(t) ~= "table" then return nil end
   return responses[t]
@@ -425,6 +502,8 @@ end
 
 --- Records `meta` as the response metadata of `t` (API modules: for a
 -- table they build from a response, such as a page).
+---@param t table
+---@param meta bearer.ResponseMeta
 function M.remember(t, meta)
   if type(t) == "table" and meta then responses[t] = meta end
   return t
@@ -497,10 +576,11 @@ local METHOD = "^[%w!#$%%&'*+%-.^_`|~]+$"
 -- at the end; total nil while unknown).
 -- Responses with status < 400 are returned (a 3xx is data, not an error);
 -- the response is {status=, headers=, body=, json=, time=, bytes=}.
----@param method string
----@param path string
----@param opts table|nil
----@return table|nil response, table|nil err
+---@param method string "GET", "POST", ...
+---@param path string relative to base_url, or a full http(s) URL
+---@param opts bearer.RequestOptions|nil
+---@return bearer.Response|nil response
+---@return bearer.Error|nil err
 function Client:request(method, path, opts)
   local st = state(self, "request")
   if type(method) ~= "string" then
@@ -586,7 +666,11 @@ function Client:request(method, path, opts)
   local attempt = 0
   while true do
     attempt = attempt + 1
-    if st.limiter then st.limiter:acquire() end
+    if st.limiter then
+      -- a custom limiter may return nothing; a shared store's failure is nil, err
+      local waited, lerr = st.limiter:acquire()
+      if waited == nil and lerr ~= nil then return nil, lerr end
+    end
     if opts.sink and attempt > 1 then os.remove(opts.sink) end
     local res, err = st.perform(st.handle, method, url, headers, body, perform_opts)
     if tracing then trace(st, attempt, method, url, res, err, opts.credentials == false) end

@@ -10,6 +10,19 @@ local bearer = require "bearer"
 local client = require "bearer.client"
 local errors = require "bearer.error"
 
+--- Options of downloads and saves.
+---@class bearer.SaveOptions
+---@field timeout number|nil seconds per attempt
+---@field max_bytes integer|nil the cap (default 1 GiB)
+---@field on_progress (fun(done: integer, total: integer|nil))|nil bytes received
+
+--- A file saved to disk.
+---@class bearer.Saved
+---@field path string
+---@field bytes integer
+---@field content_type string|nil
+---@field filename string|nil
+
 local M = { MAX_REDIRECTS = 3, MAX_BYTES = 1024 * 1024 * 1024 }
 
 local function origin(url)
@@ -36,8 +49,9 @@ end
 ---@param http bearer.Client
 ---@param url string
 ---@param path string
----@param opts { timeout: number|nil, max_bytes: number|nil, on_progress: fun(done: integer, total: integer|nil)|nil }
----@return table|nil, table|nil
+---@param opts bearer.SaveOptions|nil
+---@return bearer.Saved|nil saved
+---@return bearer.Error|nil err
 function M.save(http, url, path, opts)
   local base = http:base_url()
   local credentials = url:sub(1, #base + 1) == base .. "/" or url:sub(1, 1) == "/"

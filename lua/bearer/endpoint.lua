@@ -52,6 +52,17 @@ local function path_params(path)
   return names
 end
 
+--- The positional arguments of declaration `decl`, in the order its
+-- method takes them: the path's parameters (none when `path_from` finds
+-- them), then `args`. For tools built on the declarations (bearer.cli).
+---@param decl table
+---@return string[]
+function M.positional(decl)
+  local names = decl.path_from and {} or path_params(decl.path)
+  for _, arg in ipairs(decl.args or {}) do names[#names + 1] = arg[1] end
+  return names
+end
+
 -- The declaration's rules, read once when the method is made: a wrong
 -- declaration fails at load time, not at a user's call.
 local function compile(decl)
@@ -77,8 +88,9 @@ end
 -- bearer.Key, so the raw string never reaches the caller's table. nil and
 -- a `decode` error when the API sent something that is not a key.
 ---@param doc table
----@param secrets table<string, string>
----@return table|nil, table|nil
+---@param secrets table<string, string> field -> scheme
+---@return table|nil doc
+---@return bearer.Error|nil err
 function M.keep_secrets(doc, secrets)
   if type(doc) ~= "table" then return doc end
   local names = {}
@@ -207,6 +219,9 @@ end
 --- Multipart parts for `payload`: `file` (a path) as the file part (with
 -- `filename`, `content_type`), every other field a text part; a table
 -- travels as a JSON array string (as the API documents for tags).
+---@param d table a compiled declaration
+---@param payload table
+---@return table[] parts
 function M.form(d, payload)
   local parts = {}
   if payload.file ~= nil then
@@ -269,13 +284,6 @@ local function list(d, call, self, req)
   return pager.cursor(function(cursor) return fetch(cursor, "cursor") end, first)
 end
 
---- A client method for declaration `decl`, calling `call(self, method,
--- path, ropts) -> doc | nil, err`. Single calls return the decoded body
--- or nil, err; paged ones return a pager and raise a refused value's
--- error object at once (an iterator has no nil, err).
----@param decl table
----@param call fun(self: table, method: string, path: string, ropts: table): any, table|nil
----@return function
 -- One call of a declared endpoint: checked, built, sent, shaped.
 local function single(d, call, self, ...)
   local req, err = build(d, ...)
@@ -286,6 +294,13 @@ local function single(d, call, self, ...)
   return finish(d, self, call(self, req.method, path, req.ropts))
 end
 
+--- A client method for declaration `decl`, calling `call(self, method,
+-- path, ropts) -> doc | nil, err`. Single calls return the decoded body
+-- or nil, err; paged ones return a pager and raise a refused value's
+-- error object at once (an iterator has no nil, err).
+---@param decl table a declaration (above)
+---@param call fun(self: table, method: string, path: string, ropts: table): any, bearer.Error|nil
+---@return function method
 function M.method(decl, call)
   local d = compile(decl)
   if d.paged then
@@ -300,12 +315,18 @@ end
 
 --- One page of a paged declaration, as nil, err instead of a raise: the
 -- `<name>_page` methods.
+---@param decl table
+---@param call fun(self: table, method: string, path: string, ropts: table): any, bearer.Error|nil
+---@return function method
 function M.page_method(decl, call)
   local d = compile(decl)
   return function(self, ...) return single(d, call, self, ...) end
 end
 
 --- Installs every declaration of `decls` on class `Class` with `call`.
+---@param Class table
+---@param decls table[]
+---@param call fun(self: table, method: string, path: string, ropts: table): any, bearer.Error|nil
 function M.install(Class, decls, call)
   for _, decl in ipairs(decls) do
     Class[decl.name] = M.method(decl, call)
@@ -315,6 +336,10 @@ end
 
 --- The response metadata of `doc`, carried over to `result` (a table a
 -- method builds from a response).
+---@generic T
+---@param doc table
+---@param result T
+---@return T result
 function M.carry(doc, result)
   return client.remember(result, client.response_of(doc))
 end

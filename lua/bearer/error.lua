@@ -6,9 +6,56 @@
 -- attempts, method, path (and, where the API sent them, details, missing).
 -- This file knows no API: each API module brings the parser of its own
 -- error bodies (from_response's `parse`).
+
+---@alias bearer.ErrorKind
+---| "auth"
+---| "permission"
+---| "not_found"
+---| "gone"
+---| "validation"
+---| "conflict"
+---| "rate_limit"
+---| "payment"
+---| "server"
+---| "timeout"
+---| "connection"
+---| "tls"
+---| "decode"
+---| "too_large"
+---| "signature"
+---| "task"
+---| "config"
+
+--- Every failure: `tostring(err)` is one line; usable with error() and pcall.
+---@class bearer.Error
+---@field kind bearer.ErrorKind what to branch on
+---@field code string the API's code, `http_<status>`, or a transport name (`timeout`, `connect_failed`, ...)
+---@field status integer|nil the HTTP status, when there was a response
+---@field message string readable text (redacted)
+---@field request_id string|nil from X-Request-Id or Request-Id
+---@field retryable boolean true when trying again later is safe
+---@field retry_after number|nil seconds, from Retry-After
+---@field attempts integer|nil attempts made
+---@field method string|nil
+---@field path string|nil the path, without its query
+---@field sent boolean|nil transport failures: whether any of the request left
+---@field details any FastAPI's validation list (redacted)
+---@field missing any a preflight's missing assets (redacted)
+---@field body string|nil the error body (redacted, 64 KiB at most)
+---@field argument string|nil `invalid_argument`: the argument's name
+
+--- What an API module's error parser reads out of a body; every field optional.
+---@class bearer.ErrorFields
+---@field code string|nil
+---@field message string|nil
+---@field kind bearer.ErrorKind|nil
+---@field details any
+---@field missing any
+
 local core = require "bearer.core"
 local json = require "bearer.json"
 
+---@class bearer.error
 local M = {}
 
 --- Every kind an error can have; anything else is a bug in bearer.
@@ -39,8 +86,8 @@ end
 
 --- The kind an HTTP status maps to (5xx other than 504 are `server`,
 -- other 4xx are `validation`: the request itself was refused).
----@param status integer
----@return string
+---@param status integer an HTTP status
+---@return bearer.ErrorKind
 function M.kind_for_status(status)
   if not is_status(status) then
     error("bad argument #1 to 'kind_for_status' (HTTP status expected, got "
@@ -50,8 +97,8 @@ function M.kind_for_status(status)
 end
 
 --- Makes `fields` an error object; `kind` is required.
----@param fields table
----@return table
+---@param fields table the error's fields; `kind` is required
+---@return bearer.Error
 function M.new(fields)
   if type(fields) ~= "table" then
     error("bad argument #1 to 'new' (table expected, got " .. type(fields) .. ")", 2)
@@ -64,6 +111,8 @@ function M.new(fields)
   return core.error_new(fields)
 end
 
+--- Whether x is an error object.
+---@type fun(x: any): boolean
 M.is = core.error_is
 
 local function first_line(text, limit)
@@ -73,6 +122,8 @@ local function first_line(text, limit)
 end
 
 --- A non-empty string, else nil: for reading optional fields of a body.
+---@param v any
+---@return string|nil
 function M.text(v)
   return type(v) == "string" and v ~= "" and v or nil
 end
@@ -90,9 +141,9 @@ end
 --- Seconds to wait from a Retry-After value: delta seconds (digits only,
 -- RFC 9110) or an HTTP date; nil when absent or anything else. `now` is
 -- the client's wall clock.
----@param value string|nil
----@param now number
----@return number|nil
+---@param value string|nil the header's value
+---@param now number wall-clock seconds
+---@return number|nil seconds
 function M.retry_after_seconds(value, now)
   if type(value) ~= "string" then return nil end
   local digits = value:match("^%s*(%d+)%s*$")
@@ -124,8 +175,8 @@ local function same(s) return s end
 ---@param res { status: integer, headers: table|nil, body: string|nil }
 ---@param redact (fun(s: string): string)|nil
 ---@param now number|nil
----@param parse (fun(doc: table|nil, body: string): table)|nil
----@return table
+---@param parse (fun(doc: table|nil, body: string): bearer.ErrorFields)|nil
+---@return bearer.Error
 function M.from_response(res, redact, now, parse)
   if type(res) ~= "table" then
     error("bad argument #1 to 'from_response' (table expected, got " .. type(res) .. ")", 2)

@@ -24,7 +24,7 @@ local function core_load_error(why)
   end
   return ("bearer: %s was built for %s, not for %s (%s). Use a core built for %s: `make` "
           .. "builds build/5.1/, build/5.3/, build/5.4/ and build/luajit/; luarocks builds for the Lua "
-          .. "it targets (README \"Which Lua\")"):format(path, built or "another Lua or an older bearer",
+          .. "it targets (docs/install.md, \"Which Lua\")"):format(path, built or "another Lua or an older bearer",
                                               running, detail, running)
 end
 
@@ -36,6 +36,18 @@ local host = require "bearer.host"
 local json = require "bearer.json"
 local ratelimit = require "bearer.ratelimit"
 
+--- The `bearer` module: what `require "bearer"` returns.
+---@class bearer
+---@field _VERSION string the core's version
+---@field error bearer.error the error model (bearer.error)
+---@field client fun(opts: bearer.ClientOptions): bearer.Client a generic client (bearer.client.new)
+---@field ratelimit fun(opts: bearer.RateLimitOptions): bearer.Limiter a limiter to share
+---@field host bearer.host the hosts (plain, nginx, test)
+---@field response_of fun(t: table): bearer.ResponseMeta|nil how a table a call returned came
+---@field array fun(t: table|nil): table marks `t` as a JSON array (`[]` when empty)
+---@field gather fun(fns: (fun(): any)[], opts?: bearer.GatherOptions): table, table concurrent calls
+---@field crypto bearer.crypto hashes and HMACs from the C core
+---@field key bearer.key keys and their schemes
 local M = {
   _VERSION = core._VERSION,
   error = errors,
@@ -54,6 +66,10 @@ local M = {
 
 --- Hashes and HMACs from the C core. An HMAC key may be a bearer.Key,
 -- whose secret never becomes a Lua string.
+---@class bearer.crypto
+---@field sha256_hex fun(data: string): string lower-case hex SHA-256
+---@field hmac_sha256_hex fun(key: string|bearer.Key, data: string): string lower-case hex HMAC-SHA256
+---@field hmac_sha256_matches fun(key: string|bearer.Key, data: string, candidates: string[]): boolean constant time
 M.crypto = {
   sha256_hex = core.sha256_hex,
   hmac_sha256_hex = core.hmac_sha256_hex,
@@ -63,8 +79,8 @@ M.crypto = {
 --- `n` random bytes as hex, read from the kernel. Idempotency keys and
 -- temporary names must not collide across processes, which math.random
 -- (seeded per process, often identically) cannot promise.
----@param n integer
----@return string
+---@param n integer how many random bytes
+---@return string hex 2·n lower-case hex digits
 function M.random_hex(n)
   local f = io.open("/dev/urandom", "rb")
   local bytes = f and f:read(n)

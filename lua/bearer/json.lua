@@ -42,7 +42,7 @@ local EMPTY_PATTERN = assert(cjson.encode(EMPTY)):gsub("%p", "%%%0")
 
 --- Marks `t` as a JSON array (sent as `[]` when empty); returns `t`.
 ---@param t table|nil
----@return table
+---@return table t
 function M.array(t)
   if t == nil then t = {} end
   if type(t) ~= "table" then
@@ -53,6 +53,8 @@ function M.array(t)
 end
 
 --- Whether `t` was marked with array().
+---@param t any
+---@return boolean
 function M.is_array(t) return arrays[t] == true end
 
 -- A copy of v where every marked empty array is the EMPTY token; v itself
@@ -79,7 +81,8 @@ end
 
 --- JSON text of `v`, or nil and cjson's reason.
 ---@param v any
----@return string|nil, string|nil
+---@return string|nil json
+---@return string|nil why
 function M.encode(v)
   local marked, changed = mark_empty(v, {})
   local text, why = cjson.encode(marked)
@@ -136,7 +139,7 @@ end
 -- document as cjson decodes it (objects keyed by strings, arrays that are
 -- sequences).
 ---@param v any
----@return any
+---@return any v
 function M.normalise(v)
   if type(v) ~= "table" then
     if tointeger and type(v) == "number" and v == v and v > -INT_MAX and v < INT_MAX then
@@ -149,7 +152,8 @@ end
 
 --- The decoded, normalised document, or nil and cjson's reason.
 ---@param text string
----@return any, string|nil
+---@return any doc
+---@return string|nil why
 function M.decode(text)
   local doc, why = cjson.decode(text)
   if doc == nil then return nil, why end

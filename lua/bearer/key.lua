@@ -12,8 +12,35 @@
 -- handed and knows no scheme by name. Without `scheme`, the first scheme
 -- whose prefix the secret has is used, else "token" (no format, only the
 -- header rules).
+
+--- A key: secret memory in C, never shown (bearer.Key, a userdata).
+---@class bearer.Key
+---@field prefix fun(self: bearer.Key): string what may be shown: `sk_live_4aT7`, or ""
+---@field scheme fun(self: bearer.Key): string the scheme's name (`token` when none)
+---@field fingerprint fun(self: bearer.Key): string lower-case hex SHA-256 of the secret
+---@field expires_at fun(self: bearer.Key): number|nil a firebase token's `exp` (unverified)
+---@field reveal fun(self: bearer.Key): string the secret as a Lua string (it then lives in the heap)
+---@field close fun(self: bearer.Key) wipes and unmaps the secret (also at GC and `<close>`)
+---@field is_closed fun(self: bearer.Key): boolean
+
+--- Options of the key constructors.
+---@class bearer.KeyOptions
+---@field scheme string|nil `overten`, `optiverse`, `firebase`, `webhook`, `token` or registered; default: detected
+
+--- A key scheme: the rule C checks secrets against.
+---@class bearer.KeyScheme
+---@field name string a word of at most 23 characters
+---@field prefix string|nil what every secret starts with (also what detection looks for)
+---@field alphabet "alnum"|"urlsafe"|"b64url"|"b64token"|nil the characters after the prefix
+---@field length integer|nil the exact length after the prefix
+---@field jwt boolean|nil a JWT: three base64url parts, the payload a JSON object
+---@field expect string|nil the rule in words, for error messages
+
 local core = require "bearer.core"
 
+--- `require "bearer.key"`, also callable: `bearer.key(secret [, opts])`.
+---@class bearer.key
+---@overload fun(secret: string, opts: bearer.KeyOptions|nil): bearer.Key
 local M = {}
 
 -- Where each known scheme is declared, loaded on first use: a scheme name
@@ -99,37 +126,40 @@ end
 
 --- bearer.key.new(secret [, { scheme = }]) -> key; raises an error object
 -- when the secret breaks its scheme (the caller handed it over).
----@param secret string
----@param opts { scheme: string|nil }|nil
----@return userdata
+---@param secret string the secret, handed over by the caller
+---@param opts bearer.KeyOptions|nil
+---@return bearer.Key
 function M.new(secret, opts)
   return core.key_new(secret, c_options(opts, "key"))
 end
 
 --- bearer.key.from_env(name [, { scheme = }]) -> key | nil, err (the
 -- variable's bytes go straight into the key's memory).
----@param name string
----@param opts { scheme: string|nil }|nil
----@return userdata|nil, table|nil
+---@param name string the environment variable
+---@param opts bearer.KeyOptions|nil
+---@return bearer.Key|nil key
+---@return bearer.Error|nil err `config` (missing_key, or the rule broken)
 function M.from_env(name, opts)
   return core.key_from_env(name, c_options(opts, "from_env"))
 end
 
 --- bearer.key.from_file(path [, { scheme = }]) -> key | nil, err (a file
 -- group or others may read is refused).
----@param path string
----@param opts { scheme: string|nil }|nil
----@return userdata|nil, table|nil
+---@param path string a file only its owner may read (chmod 600)
+---@param opts bearer.KeyOptions|nil
+---@return bearer.Key|nil key
+---@return bearer.Error|nil err
 function M.from_file(path, opts)
   return core.key_from_file(path, c_options(opts, "from_file"))
 end
 
 --- Whether x is a bearer.Key (open or closed).
+---@type fun(x: any): boolean
 M.is = core.key_is
 
 --- Adds a scheme (an API module of the user's own): a rule table as
 -- above. A scheme of the same name is replaced.
----@param rule table
+---@param rule bearer.KeyScheme
 function M.register(rule)
   check_rule(rule, 1)
   rules[rule.name] = rule

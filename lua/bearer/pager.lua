@@ -15,7 +15,9 @@ local errors = require "bearer.error"
 
 local M = {}
 
+--- A lazy pager: `for item in pager do`, `pager:pages()`, `pager:all()`.
 ---@class bearer.Pager
+---@overload fun(): any
 local Pager = {}
 Pager.__index = Pager
 
@@ -28,6 +30,8 @@ local function items_of(doc)
   if doc[1] ~= nil then return doc end
   return {}
 end
+--- The items of a listing document: `data`, `items`, or the document when it is an array.
+---@type fun(doc: any): table
 M.items_of = items_of
 
 -- {====================================================== strategies
@@ -37,7 +41,7 @@ M.items_of = items_of
 
 --- A cursor-paged document as a page: { data=, next_cursor=, raw= }.
 ---@param doc any
----@return table
+---@return { data: table, next_cursor: string|nil, raw: any }
 function M.cursor_page(doc)
   local cursor = type(doc) == "table" and doc.next_cursor or nil
   if cursor ~= nil and type(cursor) ~= "string" then cursor = tostring(cursor) end
@@ -166,7 +170,7 @@ function Pager:__call()
 end
 
 --- Every remaining item in one array (reads every page).
----@return table
+---@return table[] items
 function Pager:all()
   local out = {}
   for item in self do out[#out + 1] = item end

@@ -16,11 +16,28 @@
 -- nginx through the shared dict). A store has one method,
 -- `update(fn)`: it runs fn(slots) atomically over its slots and returns
 -- what fn returns; a store shared between processes also brings the
--- `clock` they share. Anything with an acquire() method can stand in for a
+-- `clock` they share. A store on another machine (bearer.redis) cannot
+-- run fn there: it has `book(requests, per, margin)` instead, the same
+-- rule run by the server on the server's clock, which may fail (nil, err).
+-- Such a store's `on_store_error = "local"` makes this limiter book on its
+-- `fallback` (the per-host store; this process's table without one) while
+-- the server fails, saying so once through its `warn`; otherwise acquire
+-- returns the error. Anything with an acquire() method can stand in for a
 -- limiter.
 local host = require "bearer.host"
 
+--- Options of `bearer.ratelimit{...}`.
+---@class bearer.RateLimitOptions
+---@field requests integer at most this many starts ...
+---@field per number ... in any window of this many seconds (spaced a margin more)
+---@field clock (fun(): number)|nil default: monotonic
+---@field sleep (fun(seconds: number))|nil default: the host's
+---@field store table|nil where the slots live (an object with `update(fn)`)
+
+---@class bearer.ratelimit
 local M = {}
+--- A limiter: any object with `acquire()` can stand in for one.
+---@class bearer.Limiter
 local Limiter = {}
 Limiter.__index = Limiter
 
@@ -33,12 +50,14 @@ function M.margin(per) return math.min(0.05 * per, 1) end
 
 local LocalStore = {}
 LocalStore.__index = LocalStore
+--- Runs `fn` on the slots (this process only).
+---@param fn fun(slots: table): number
+---@return number
 function LocalStore:update(fn) return fn(self.slots) end
 
 --- bearer.ratelimit.new{ requests = N, per = seconds [, clock =, sleep =, store = ] }
----@param opts { requests: integer, per: number, clock: (fun(): number)|nil,
----  sleep: (fun(s: number))|nil, store: table|nil }
----@return table limiter
+---@param opts bearer.RateLimitOptions
+---@return bearer.Limiter
 function M.new(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'ratelimit' (table expected, got " .. type(opts) .. ")", 2)
@@ -56,8 +75,9 @@ function M.new(opts)
     end
   end
   local store = opts.store
-  if store ~= nil and not (type(store) == "table" and type(store.update) == "function") then
-    error("bad option 'store' to 'ratelimit' (table with an update method expected)", 2)
+  if store ~= nil and not (type(store) == "table" and (type(store.update) == "function"
+                                                       or type(store.book) == "function")) then
+    error("bad option 'store' to 'ratelimit' (table with an update or book method expected)", 2)
   end
   local default = host.current()
   return setmetatable({
@@ -83,34 +103,79 @@ local function book(slots, now, requests, per, margin)
   return start
 end
 
---- Books the next slot; returns the seconds it will wait, without waiting.
----@return number
+-- A store of the server's (book) that failed: the error, or the per-host
+-- store to book on instead (on_store_error = "local").
+local function fall_back(self, err)
+  local store = self.store
+  if store.on_store_error ~= "local" then return nil, err end
+  if not self.fallback then
+    self.fallback = store.fallback or setmetatable({ slots = {} }, LocalStore)
+    store.warn(("rate limit '%s': %s; this host keeps the limit alone while the store fails")
+               :format(store.addr and store.addr.label or "store", err.message))
+  end
+  return self.fallback
+end
+
+--- Books the next slot; returns the seconds it will wait, without waiting
+-- (nil, err when a shared store fails: see the file's comment).
+---@return number|nil, table|nil
 function Limiter:reserve()
+  local store = self.store
+  if store.book then
+    local wait, err = store:book(self.requests, self.per, self.margin)
+    if wait then return wait end
+    store, err = fall_back(self, err)
+    if not store then return nil, err end
+  end
   local now = self.clock()
-  return self.store:update(function(slots)
+  return store:update(function(slots)
     return book(slots, now, self.requests, self.per, self.margin)
   end) - now
 end
 
---- Waits for the next slot (through the limiter's sleep); returns the wait.
----@return number
+--- Waits for the next slot (through the limiter's sleep); returns the wait,
+-- or nil, err.
+---@return number|nil, table|nil
 function Limiter:acquire()
-  local wait = self:reserve()
+  local wait, err = self:reserve()
+  if not wait then return nil, err end
   if wait > 0 then self.sleep(wait) end
   return wait
 end
 
+--- Checks a `store` / `on_store_error` pair of options (a redis:// URL or
+-- nil; "error", "local" or nil); raises at `level`.
+---@param store string|nil
+---@param on_store_error "error"|"local"|nil
+---@param fname string
+---@param level integer
+function M.check_store_options(store, on_store_error, fname, level)
+  if store ~= nil then require("bearer.redis").check_url(store, "store", fname, level + 1) end
+  if on_store_error ~= nil and on_store_error ~= "error" and on_store_error ~= "local" then
+    error(("bad option 'on_store_error' to '%s' (\"error\" or \"local\" expected)"):format(fname),
+          level + 1)
+  end
+end
+
 --- A limiter from a client's `rate_limit` option on host `h`: a spec table
--- `{ requests =, per = }` or an object with acquire(). `name` says which
--- clients share the slots where the host's store is shared (the same base
--- URL and key).
-function M.from_option(value, h, name)
+-- `{ requests =, per = [, store = "redis://…", on_store_error = ] }` or an
+-- object with acquire(). `name` says which clients share the slots where
+-- the store is shared (the same base URL and key); `timeout` bounds a
+-- store's every command (the client's connect timeout).
+---@param value table
+---@param h bearer.Host
+---@param name string
+---@param timeout number|nil
+---@return table|nil limiter
+function M.from_option(value, h, name, timeout)
   if value == nil then return nil end
   if type(value) == "table" and type(value.acquire) == "function" then return value end
   if type(value) ~= "table" then
     error("bad option 'rate_limit' to 'client' (table expected, got " .. type(value) .. ")", 3)
   end
-  local store = not value.clock and h.store(name, value.per) or nil
+  M.check_store_options(value.store, value.on_store_error, "client", 3)
+  local store_opts = { url = value.store, on_store_error = value.on_store_error, timeout = timeout }
+  local store = (value.store or not value.clock) and h.store(name, value.per, store_opts) or nil
   return M.new{ requests = value.requests, per = value.per,
                 clock = value.clock or (store and store.clock) or h.clock,
                 sleep = value.sleep or h.sleep, store = store }

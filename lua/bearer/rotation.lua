@@ -27,8 +27,9 @@ end
 --- rotate{ mint = fn() -> info (with .secret, a bearer.Key, and .key_id) | nil, err,
 --   check = fn(info) -> true | nil, err, deploy = fn(secret, info) | nil,
 --   revoke = fn(key_id) -> true | nil, err, old_key_id = } -> info | nil, err
----@param steps table
----@return table|nil, table|nil
+---@param steps { mint: function, check: function, deploy: function, revoke: function, old_key_id: string }
+---@return table|nil result
+---@return bearer.Error|nil err
 function M.rotate(steps)
   local new, err = steps.mint()
   if not new then return nil, err end

@@ -29,6 +29,7 @@ local WAIT_TRANSFER, WAIT_SLEEP = {}, {}   -- yield markers, unique to this modu
 local PROGRESS_EVERY = 0.1                  -- seconds between on_progress calls
 
 --- The gather task running this code, or nil outside any.
+---@return table|nil task
 function M.current()
   return tasks[coroutine.running()]
 end
@@ -48,6 +49,8 @@ end
 --- Waits until transfer t is done: yields to the scheduler inside a gather
 -- task, else drives the engine here. `progress` is
 -- { on_progress = fn(done, total), upload = bool } or nil.
+---@param t userdata a transfer (core)
+---@param progress { on_progress: fun(done: integer, total: integer|nil), upload: boolean|nil }|nil
 function M.wait(t, progress)
   local w = { transfer = t, on_progress = progress and progress.on_progress,
               upload = progress and progress.upload }
@@ -64,6 +67,7 @@ function M.wait(t, progress)
 end
 
 --- Sleeps `seconds`: yields to the scheduler inside a gather task.
+---@param seconds number
 function M.sleep(seconds)
   if M.current() then
     coroutine.yield(WAIT_SLEEP, core.monotime() + math.max(0, seconds))
@@ -74,6 +78,10 @@ end
 
 --- Checks bearer.gather's arguments (raising at the user's call);
 -- returns the count of functions and the concurrency.
+---@param fns (fun(): any)[]
+---@param opts bearer.GatherOptions|nil
+---@return integer n
+---@return integer concurrency
 function M.gather_args(fns, opts)
   if type(fns) ~= "table" then
     error("bad argument #1 to 'gather' (table of functions expected, got " .. type(fns) .. ")", 3)
@@ -102,6 +110,11 @@ end
 
 -- What a finished function leaves: its first value, or its error (what it
 -- raised, or the err of a `nil, err` return).
+---@param values table
+---@param errs table
+---@param i integer the function's index
+---@param ok boolean what pcall returned
+---@param ... any the function's results (or its error)
 function M.settle(values, errs, i, ok, ...)
   if not ok then
     errs[i] = (...)

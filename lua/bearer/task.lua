@@ -24,7 +24,12 @@ local TRANSIENT = { connection = true, timeout = true, server = true, rate_limit
 -- timeout (this call's), sync_timeout (per attempt when sync),
 -- sync_retry_statuses, says_async(err) (whether a failure is the sync
 -- ceiling asking for async), async_field (the body field asking for it).
----@return table|nil, table|nil
+---@param http bearer.Client
+---@param path string
+---@param body table
+---@param rules table (above)
+---@return table|nil result
+---@return bearer.Error|nil err
 function M.submit(http, path, body, rules)
   local key_field = rules.key_field or "idempotency_key"
   local key = body[key_field]
@@ -73,7 +78,10 @@ end
 -- success (the status that ends well); merge (a field whose table's
 -- entries are copied to the top level of a successful task).
 -- A failed terminal status is a `task` error whose code is the status.
----@return table|nil, table|nil
+---@param http bearer.Client
+---@param rules table (above)
+---@return table|nil result
+---@return bearer.Error|nil err
 function M.wait(http, rules)
   local clock = function() return http:clock() end
   local deadline = clock() + rules.timeout

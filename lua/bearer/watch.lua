@@ -10,6 +10,18 @@
 -- (5xx, timeouts, connection errors, 429) make it back off; anything else
 -- is raised, as from any iterator.
 local check = require "bearer.check"
+--- Options of a polling watcher (`watch_records`).
+---@class bearer.WatchOptions
+---@field since string|nil ISO 8601; default now on the client's clock
+---@field interval number|nil seconds between requests (default the API's limit)
+---@field i_have_a_higher_limit boolean|nil allows an interval below the API's limit
+---@field max_polls integer|nil stop after this many polls
+---@field until_time number|string|nil stop before a poll at or after this time (clock seconds or ISO 8601)
+---@field limit integer|nil page size
+---@field max_backoff number|nil the longest wait after failures (default 3600)
+---@field max_failures integer|nil raise after this many failures in a row + 1
+---@field on_error (fun(err: bearer.Error, seconds: number))|nil sees each transient failure
+
 local M = {}
 
 -- Failures a watcher waits out instead of raising.
@@ -22,7 +34,13 @@ local OPTIONS = {
   since = "string", interval = "number", i_have_a_higher_limit = "boolean",
   max_polls = "number", until_time = "time", limit = "number",
   max_backoff = "number", max_failures = "number", on_error = "function",
+  store = "string", on_store_error = "string",
 }
+
+-- How long a record stays claimed by the watcher that yielded it: a day,
+-- or ten polls when they are further apart. Past that a watcher started
+-- with a `since` older than the claim would yield the record again.
+local CLAIM_TTL_MIN = 86400
 
 local parse_time = check.parse_time
 
@@ -40,6 +58,10 @@ local function invalid(name, why) return select(2, check.invalid(name, why)) end
 -- within a poll. The first poll walks every page of `since`; later polls
 -- read from the newest item down and stop at the first page holding an
 -- item seen before.
+---@param api table the API module's client
+---@param opts bearer.WatchOptions|nil
+---@param rules table (above)
+---@return fun(): table|nil iterator
 function M.new(api, opts, rules)
   local fname = rules.fname
   -- Raises at the caller of the API method; `depth` counts the helpers between.
@@ -84,6 +106,7 @@ function M.new(api, opts, rules)
     bad("max_backoff", "at least interval expected")
   end
   local on_error = opts.on_error
+  require("bearer.ratelimit").check_store_options(opts.store, opts.on_store_error, fname, UP - 1)
 
   local http = api.http
   -- Spacing wants a clock that never jumps; dates want the wall clock
@@ -92,9 +115,15 @@ function M.new(api, opts, rules)
   local function mono() return http:clock() end
   local function wall() return http:now() end
   -- Where the host shares limits between processes (every nginx worker
-  -- may run a watcher with the same key), they share one slot per
-  -- interval; this process's own spacing is next_at below.
-  local shared = http:shared_limiter{ name = rules.name, requests = 1, per = interval }
+  -- may run a watcher with the same key), or `store` names a redis://
+  -- server (watchers on several hosts), they share one slot per interval;
+  -- this process's own spacing is next_at below. Such a store also
+  -- claims each new record for the one watcher that yields it.
+  local shared = http:shared_limiter{ name = rules.name, requests = 1, per = interval,
+                                      store = opts.store, on_store_error = opts.on_store_error }
+  local claims = shared and shared.store.claim and shared.store
+  local claim_ttl = math.max(CLAIM_TTL_MIN, 10 * interval)
+  local token = claims and require("bearer.redis").token()
 
   local since = opts.since or rules.format_time(wall())
   local since_t = parse_time(since)
@@ -123,7 +152,10 @@ function M.new(api, opts, rules)
       local d = next_at - mono()
       if d > 0 then sleep(d) end
     end
-    if shared then shared:acquire() end
+    if shared then
+      local waited, e = shared:acquire()
+      if waited == nil then return nil, e end
+    end
     next_at = mono() + interval
     q.offset = ("%d"):format(offset)
     return rules.fetch(q)
@@ -163,6 +195,21 @@ function M.new(api, opts, rules)
       if a.t ~= b.t then return a.t < b.t end
       return a.n > b.n
     end)
+    if claims then
+      -- Ours alone: a record another watcher claimed is its to yield. A
+      -- failed claim fails the poll (retried; ours stay ours), unless the
+      -- store may fail locally: then this watcher yields it too.
+      local mine = {}
+      for _, item in ipairs(fresh) do
+        local won, e = claims:claim(item.rec[rules.id], claim_ttl, token)
+        if won == nil then
+          if opts.on_store_error ~= "local" then return nil, e end
+          won = true
+        end
+        if won then mine[#mine + 1] = item end
+      end
+      fresh = mine
+    end
     gens = { ids, gens[1], gens[2] }
     return fresh
   end

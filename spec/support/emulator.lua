@@ -1,104 +1,73 @@
---- Starts and drives the bundled API emulator (spec/emulator) from specs.
+--- The specs' handle on the API emulator: bearer.emulator (the product a
+-- user's own specs use), with every control call asserting, so a broken
+-- emulator or client fails the spec loudly at the call.
 --
 --   local emulator = require "support.emulator"
 --   local emu = emulator.start()          -- nginx on 127.0.0.1, a free port
 --   emu:fault{ path = "/api/v1/verify", type = "status", status = 503 }
 --   emu:stop()                            -- by pid, temp prefix removed
---
--- Control calls go through bearer's own client without a key: the control
--- API needs none, and a broken client fails every spec loudly anyway.
-local bearer = require "bearer"
 local cjson = require "cjson"
+local product = require "bearer.emulator"
 
-local M = {}
-M.__index = M
+local M = setmetatable({}, { __index = product })
 
 M.ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/support/[^/]+$")) or "."
-M.SCRIPT = M.ROOT .. "/spec/emulator/emulator"
 
--- Seeded credentials (spec/emulator/README.md).
-M.OVERTEN_KEY = "sk_live_0123456789abcdefABCDEF012345"
-M.OPTIVERSE_KEY = "optiuser_v1_test_4f9a2c1d8e7b6a5f"
+local Spec = setmetatable({}, { __index = product.Emulator })
+Spec.__index = Spec
+Spec.__close = product.Emulator.stop
 
---- Starts an emulator; `env` (optional table) is passed to the launcher.
-function M.start(env)
-  local prefix = ""
-  for k, v in pairs(env or {}) do prefix = prefix .. k .. "=" .. tostring(v) .. " " end
-  local p = assert(io.popen(prefix .. M.SCRIPT .. " start 2>&1"))
-  local out = p:read("a")
-  p:close()
-  local url = out:match("BEARER_EMULATOR_URL=(%S+)")
-  local dir = out:match("BEARER_EMULATOR_PREFIX=(%S+)")
-  assert(url and dir, "emulator did not start:\n" .. out)
-  return M.attach(url, dir)
+function Spec:control(method, path, body)
+  local doc, err = product.Emulator.control(self, method, path, body)
+  assert(doc ~= nil, err and tostring(err))
+  return doc
+end
+
+--- GET `path` from this server; its decoded JSON (raises unless 200).
+function Spec:get_json(path)
+  local res, err = self.http:get(path)
+  assert(res, err and tostring(err))
+  assert(res.status == 200, ("%s: HTTP %d: %s"):format(path, res.status, res.body))
+  return cjson.decode(res.body)
+end
+
+--- The arrival times (emulator's clock) of the requests under a path
+-- prefix since the last reset, and the most that fell within any `per`
+-- seconds: what a rate limit's proof asserts on.
+function Spec:arrivals_under(prefix, per)
+  local times = {}
+  for _, r in ipairs(self:requests()) do
+    if r.path:sub(1, #prefix) == prefix then times[#times + 1] = r.time end
+  end
+  table.sort(times)
+  local most, first = 0, 1
+  for i = 1, #times do
+    while times[i] - times[first] >= per do first = first + 1 end
+    most = math.max(most, i - first + 1)
+  end
+  return times, most
+end
+
+--- Starts an emulator; `env` (optional table) is passed to the launcher,
+-- `template` (optional) is another nginx.conf template it runs the same
+-- way (spec/nginx/*.conf.in), `timeout` the control client's.
+function M.start(env, template, timeout)
+  local emu, err = product.start{ env = env, template = template, timeout = timeout }
+  assert(emu, err and tostring(err))
+  return setmetatable(emu, Spec)
+end
+
+--- start() without the assert: nil, err when it did not start.
+function M.try_start(env, template)
+  local emu, err = product.start{ env = env, template = template }
+  if not emu then return nil, err end
+  return setmetatable(emu, Spec)
 end
 
 --- Drives an emulator (or another launcher-started nginx) someone else
 -- started, at `url` with launcher prefix `prefix`; stop() stops it.
 function M.attach(url, prefix)
-  local self = setmetatable({ url = url, prefix = prefix }, M)
-  self.http = bearer.client{ base_url = url, max_retries = 0 }
-  return self
-end
-
-function M:stop()
-  if self.prefix then
-    os.execute(M.SCRIPT .. " stop " .. self.prefix .. " >/dev/null 2>&1")
-    self.prefix = nil
-  end
-  if self.http then self.http:close() end
-end
-
-M.overten_url = function(self) return self.url .. "/api/v1" end
-M.optiverse_url = function(self) return self.url .. "/external-api" end
-
---- One control request; returns the decoded JSON (or true for no body).
-function M:control(method, path, body)
-  local res, err = self.http:request(method, "/_emulator" .. path,
-                                     { json = body })
-  assert(res, err and tostring(err))
-  return res.json or true
-end
-
-function M:reset() return self:control("POST", "/reset") end
-function M:fault(spec) return self:control("POST", "/faults", spec) end
-function M:config(spec) return self:control("POST", "/config", spec) end
-function M:clear_faults() return self:control("DELETE", "/faults") end
-
---- How many requests under a path prefix (plain text, e.g. "/external-api/")
--- the emulator saw since the last reset.
-function M:count_under(prefix)
-  local n = 0
-  for _, r in ipairs(self:requests()) do
-    if r.path:sub(1, #prefix) == prefix then n = n + 1 end
-  end
-  return n
-end
-
---- Every non-control request the emulator saw since the last reset.
-function M:requests(path)
-  local all = self:control("GET", "/requests")
-  if not path then return all end
-  local seen = {}
-  for _, r in ipairs(all) do
-    if r.path == path then seen[#seen + 1] = r end
-  end
-  return seen
-end
-
---- The nginx error log's [error]/[crit]/[alert]/[emerg] lines, if any.
-function M:error_lines()
-  local f = io.open(self.prefix .. "/logs/error.log")
-  if not f then return {} end
-  local lines = {}
-  for line in f:lines() do
-    if line:find("%[error%]") or line:find("%[crit%]") or line:find("%[alert%]")
-       or line:find("%[emerg%]") then
-      lines[#lines + 1] = line
-    end
-  end
-  f:close()
-  return lines
+  return setmetatable(product.attach(url, prefix), Spec)
 end
 
 M.json = cjson

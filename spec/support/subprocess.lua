@@ -9,8 +9,9 @@ local function quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
---- run(code, env) -> combined stdout+stderr, exit ok
-function M.run(code, env)
+--- spawn(code, env) -> a child running now; child:wait() -> as run's.
+-- Several children run at once (each writes into its own pipe).
+function M.spawn(code, env)
   local script = os.tmpname()
   local f = assert(io.open(script, "w"))
   f:write(code)
@@ -21,10 +22,19 @@ function M.run(code, env)
   }
   for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. quote(v) end
   local p = assert(io.popen("env " .. table.concat(vars, " ") .. " lua5.4 " .. script .. " 2>&1"))
-  local out = p:read("a")
-  local ok = p:close()
-  os.remove(script)
-  return out, ok
+  return {
+    wait = function()
+      local out = p:read("a")
+      local ok = p:close()
+      os.remove(script)
+      return out, ok
+    end,
+  }
+end
+
+--- run(code, env) -> combined stdout+stderr, exit ok
+function M.run(code, env)
+  return M.spawn(code, env).wait()
 end
 
 return M

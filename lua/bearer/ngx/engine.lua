@@ -3,29 +3,70 @@
 -- The worker's engine runs libcurl in a thread of its own (the C core's
 -- threaded mode), so the worker's event loop never waits on a transfer and
 -- no OS thread is held per call in flight. A handler starts its transfer
--- (built in C: the key never becomes a Lua string), then waits by reading
--- one byte from the engine's unix socket with a cosocket: the read yields
--- to nginx, and the engine thread writes that byte when the transfer is
--- done. Cosocket connections go back to nginx's keepalive pool, so a busy
--- worker connects once and then only sends a token line per call.
+-- (built in C: the key never becomes a Lua string) and waits on a
+-- semaphore of its own. One reader per worker (a timer's light thread)
+-- holds a cosocket to the engine's unix socket, subscribed to every
+-- finished transfer's token: the engine writes those tokens, one write per
+-- loop for all that finished, and the reader posts the semaphore of each.
+-- So a call costs no connection and no write of its own; the reader's read
+-- yields to nginx like any cosocket.
+--
+-- Should the reader be gone (the worker exiting, the socket failing), a
+-- waiting handler still wakes every WAIT_SLICE seconds to look at its
+-- transfer, so no call waits past its own timeout.
 local core = require "bearer.core"
+local semaphore = require "ngx.semaphore"
 
 local M = {
-  pool_size = 512,           -- keepalive connections to the engine socket per worker
+  wait_slice = 1,            -- seconds between a waiter's own looks
   progress_every = 0.1,      -- seconds between on_progress calls
 }
 
-local path   -- this worker's engine socket (set on first use in the worker)
-local pid
+local waiting = {}   -- token -> semaphore of the handler waiting for it
+local path, pid      -- this worker's engine socket
+local reader_on = false
 
---- The engine socket of this worker, starting its thread on first use.
-local function socket_path()
+local function reader(premature)
+  if premature then reader_on = false; return end
+  local sock = ngx.socket.tcp()
+  sock:settimeouts(1000, 1000, 10000)  -- the engine writes a line every second
+  local ok, err = sock:connect("unix:" .. path)
+  if ok then ok, err = sock:send("s\n") end
+  while ok do
+    local line, rerr = sock:receive("*l")
+    if line == "" then   -- the engine's heartbeat, once a second when idle
+      if ngx.worker.exiting() then break end
+    elseif line then
+      local sema = waiting[tonumber(line)]
+      if sema then sema:post(1) end
+    else
+      err = rerr
+      break
+    end
+  end
+  sock:close()
+  reader_on = false
+  if err and not ngx.worker.exiting() then
+    ngx.log(ngx.WARN, "bearer: engine reader: ", tostring(err), "; restarting")
+    -- after a pause, so a failing socket cannot spin the worker
+    ngx.timer.at(0.1, function(p)
+      if not p and not reader_on then reader_on = true; reader() end
+    end)
+  end
+end
+
+--- This worker's engine: its thread started and its reader running.
+local function ready()
   local me = ngx.worker.pid()
   if pid ~= me then
     path = core.engine_thread()
     pid = me
+    reader_on = false
   end
-  return path
+  if not reader_on then
+    local ok = ngx.timer.at(0, reader)
+    reader_on = ok and true or false
+  end
 end
 
 local function report(t, progress, final)
@@ -38,40 +79,36 @@ local function report(t, progress, final)
   else progress.on_progress(down, down_total) end
 end
 
---- Yields until transfer t is done. `seconds` bounds the wait (the
--- transfer's own timeout ends it first); `progress` as in bearer.scheduler.
+--- Yields until transfer t is done or `seconds` have passed.
 local function wait(t, seconds, progress)
-  if t:done() then return report(t, progress, true) end
-  local sock = ngx.socket.tcp()
-  local read_ms = math.floor(((progress and progress.on_progress) and M.progress_every
-                              or seconds) * 1000)
-  sock:settimeouts(1000, 1000, math.max(read_ms, 1))
-  local ok, err = sock:connect("unix:" .. socket_path())
-  if ok then ok, err = sock:send(t:token() .. "\n") end
-  local deadline = ngx.now() + seconds
-  while ok do
-    local byte, rerr = sock:receive(1)
-    if byte then
-      sock:setkeepalive(60000, M.pool_size)
-      return report(t, progress, true)
+  if not t:done() then
+    local token = t:token()
+    local sema = semaphore.new()
+    waiting[token] = sema
+    local slice = (progress and progress.on_progress) and M.progress_every or M.wait_slice
+    local deadline = ngx.now() + seconds
+    -- registered before any yield: the reader cannot have passed the token
+    while not t:done() and ngx.now() < deadline do
+      sema:wait(slice)
+      report(t, progress)
     end
-    if rerr ~= "timeout" or ngx.now() >= deadline then
-      err = rerr
-      break
-    end
-    report(t, progress)
+    waiting[token] = nil
   end
-  sock:close()
-  -- the socket failed (should not happen): wait by looking, bounded
-  ngx.log(ngx.WARN, "bearer: engine socket: ", tostring(err), "; waiting by polling")
-  while not t:done() and ngx.now() < deadline do ngx.sleep(0.005) end
   report(t, progress, true)
 end
 
 --- Runs one call on the worker's engine: the transport of a client inside
 -- nginx; same contract as client:perform.
+---@param handle userdata the client's C handle
+---@param method string
+---@param url string
+---@param headers table
+---@param body any
+---@param opts table
+---@return table|nil response
+---@return bearer.Error|nil err
 function M.perform(handle, method, url, headers, body, opts)
-  socket_path()
+  ready()
   local t, err = handle:start(method, url, headers, body, opts)
   if not t then return nil, err end
   local seconds = ((opts and opts.timeout) or 600) + 5

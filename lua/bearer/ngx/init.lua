@@ -30,6 +30,17 @@
 local core = require "bearer.core"
 local errors = require "bearer.error"
 
+--- Options of `bearer.ngx.configure{...}`.
+---@class bearer.ngx.Options
+---@field transport "engine"|"threads"|nil the worker's engine (default) or the thread pool
+---@field pool string|nil the thread pool's name (default "bearer")
+---@field dict string|nil the shared dict's name (default "bearer")
+---@field allow_blocking boolean|nil let phases that cannot yield block
+---@field concurrency integer|nil transfers in flight per worker (thread pool, default 16)
+---@field queue_timeout number|nil seconds a call waits for a slot (default 60)
+
+---@class bearer.ngx
+---@field host bearer.Host the host of a client inside an nginx worker
 local M = {
   pool = "bearer",          -- thread_pool name
   dict = "bearer",          -- lua_shared_dict name
@@ -37,6 +48,8 @@ local M = {
   concurrency = 16,         -- transfers in flight per worker (<= the VM pool size)
   queue_timeout = 60,       -- seconds a transfer may wait for its turn
   via = "engine",           -- configure{ transport = }: "engine", or "threads" (the pool)
+  store = nil,              -- a redis:// URL: every client's rate limit and watch slot there
+  on_store_error = "error", -- or "local": the shared dict's limit while that server fails
 }
 
 local leases = setmetatable({}, { __mode = "k" })   -- coroutine -> true, in flight
@@ -51,7 +64,19 @@ end
 -- Phases where a coroutine may yield (run_worker_thread, ngx.sleep).
 local YIELDABLE = { rewrite = true, access = true, content = true, timer = true }
 
---- bearer.ngx.configure{ transport =, pool =, dict =, allow_blocking =, concurrency =, queue_timeout = }
+---@class bearer.ngx.Settings
+---@field transport? "engine"|"threads"
+---@field pool? string
+---@field dict? string
+---@field allow_blocking? boolean
+---@field concurrency? integer
+---@field queue_timeout? number
+---@field store? string
+---@field on_store_error? "error"|"local"
+
+--- bearer.ngx.configure{ transport =, pool =, dict =, allow_blocking =, concurrency =,
+--   queue_timeout =, store =, on_store_error = }
+---@param opts bearer.ngx.Settings
 function M.configure(opts)
   if type(opts) ~= "table" then
     error("bad argument #1 to 'configure' (table expected, got " .. type(opts) .. ")", 2)
@@ -66,6 +91,10 @@ function M.configure(opts)
       if v ~= "engine" and v ~= "threads" then
         error("bad option 'transport' to 'configure' (\"engine\" or \"threads\" expected)", 2)
       end
+    elseif k == "store" or k == "on_store_error" then
+      local ratelimit = require "bearer.ratelimit"
+      if k == "store" then ratelimit.check_store_options(v, nil, "configure", 2)
+      else ratelimit.check_store_options(nil, v, "configure", 2) end
     elseif k == "concurrency" or k == "queue_timeout" then
       if type(v) ~= "number" or v <= 0 or (k == "concurrency" and v % 1 ~= 0) then
         error(("bad option '%s' to 'configure' (positive %s expected)")
@@ -78,12 +107,15 @@ function M.configure(opts)
   end
 end
 
+--- Whether this phase may yield (run a transfer, sleep).
+---@return boolean
 function M.yieldable()
   return YIELDABLE[ngx.get_phase()] == true
 end
 
 --- The default sleep inside nginx: yields where it may; blocks only where
 -- the user allowed blocking (elsewhere no transfer starts to wait for).
+---@param seconds number
 function M.sleep(seconds)
   if M.yieldable() then return ngx.sleep(seconds) end
   return core.sleep(seconds)
@@ -101,6 +133,7 @@ end
 
 --- nil where a transfer may wait here, else the error to return at once
 -- (before any rate-limit wait, which could not yield either).
+---@return bearer.Error|nil
 function M.refusal()
   if M.yieldable() or M.allow_blocking then return nil end
   return blocking_error()
@@ -146,7 +179,9 @@ local function options_id(options)
 end
 
 --- The perform function of a client living in an nginx worker:
--- same contract as client:perform, run on the thread pool.
+-- same contract as client:perform, run on the worker's engine (or the thread pool).
+---@param c_opts table the client's transport options
+---@return function perform
 function M.transport(c_opts)
   local options = {}
   for k, v in pairs(c_opts) do
@@ -190,7 +225,7 @@ end
 
 -- A rate-limit store every worker shares; nil (and a warning) when the
 -- shared dict is missing, so the limit holds per worker.
-local function shared_store(name, per)
+local function dict_store(name, per)
   local store = require("bearer.ngx.limiter").store(name, M.dict, per)
   if not store then
     ngx.log(ngx.WARN, "bearer: lua_shared_dict '", M.dict, "' is missing; the rate limit ",
@@ -198,6 +233,20 @@ local function shared_store(name, per)
   end
   return store
 end
+
+-- Every host shares the store on a redis:// server (the caller's, or
+-- configure{ store = }), falling back to the shared dict's; every worker
+-- shares the dict's otherwise.
+local function shared_store(name, per, opts)
+  local url = opts and opts.url or M.store
+  if not url then return dict_store(name, per) end
+  return require("bearer.host").redis_store(M.host, name, {
+    url = url, timeout = opts and opts.timeout,
+    on_store_error = opts and opts.on_store_error or M.on_store_error,
+    fallback = dict_store(name, per) })
+end
+
+local function warn(msg) ngx.log(ngx.WARN, "bearer: ", msg) end
 
 --- bearer.gather inside nginx (the host's gather): `concurrency` light
 -- threads take the functions in order; every wait inside them already
@@ -223,7 +272,7 @@ end
 
 --- The host of a client made inside an nginx worker (bearer.host): the
 -- engine (or thread-pool) transport, waits that yield, limits in the
--- shared dict.
+-- shared dict or on a redis:// server (through cosockets).
 M.host = {
   name = "nginx",
   transport = M.transport,
@@ -231,11 +280,20 @@ M.host = {
   clock = core.monotime,
   sleep = M.sleep,
   store = shared_store,
+  named_store = function(dict_name, name) return require("bearer.ngx.limiter").store(name, dict_name) end,
+  redis_call = function(...) return require("bearer.ngx.redis").call(...) end,
+  warn = warn,
   refuse = M.refusal,
   gather = gather,
 }
 
+--- bearer.ngx.limiter{ name =, requests =, per = [, dict = ] }: a limiter every worker shares.
+---@param opts { name: string, requests: integer, per: number, dict: string|nil }
+---@return bearer.Limiter
 M.limiter = function(opts) return require("bearer.ngx.limiter").new(opts) end
+--- bearer.ngx.webhook{ secret =, handler = fn(event) [, tolerance = 300] }: answers an Overten delivery
+-- (content_by_lua*), then hands the event to `handler` in a timer.
+---@param opts { secret: string|bearer.Key, handler: fun(event: table), tolerance: number|nil }
 M.webhook = function(opts) return require("bearer.ngx.webhook").receive(opts) end
 
 return M

@@ -25,12 +25,19 @@ local function now()
 end
 
 --- A store named `name` in dict `dict`; nil when the dict is missing.
+---@param name string
+---@param dict_name string
+---@param per number
+---@return table|nil store
 function M.store(name, dict_name, per)
   local dict = ngx.shared[dict_name]
   if not dict then return nil end
   return setmetatable({ dict = dict, key = "bearer:rl:" .. name, per = per, clock = now }, Store)
 end
 
+--- Runs `fn` on the slots under the dict's lock; the slots go back to the dict.
+---@param fn fun(slots: table): number
+---@return number
 function Store:update(fn)
   local sleep = require("bearer.ngx").sleep
   local lock = self.key .. ":lock"
@@ -47,8 +54,27 @@ function Store:update(fn)
   return start
 end
 
+--- store:claim(id, ttl, token) -> true (ours), false (another's): the
+-- first add wins; its holder wins it again (bearer.redis's rule).
+---@param id string
+---@param ttl number
+---@param token string
+---@return boolean
+function Store:claim(id, ttl, token)
+  local key = self.key .. ":claim:" .. id
+  local added, err = self.dict:add(key, token, ttl)
+  if added then return true end
+  if err ~= "exists" then
+    return nil, require("bearer.error").new{ kind = "connection", code = "store_unavailable",
+      message = "lua_shared_dict refused a claim: " .. tostring(err) }
+  end
+  return self.dict:get(key) == token
+end
+
 --- bearer.ngx.limiter{ name =, requests =, per = [, dict = ] }: a limiter
 -- every worker shares.
+---@param opts { name: string, requests: integer, per: number, dict: string|nil }
+---@return bearer.Limiter
 function M.new(opts)
   if type(opts) ~= "table" or type(opts.name) ~= "string" then
     error("bad argument #1 to 'limiter' (table with a string 'name' expected)", 2)

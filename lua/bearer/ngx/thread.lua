@@ -10,6 +10,10 @@ local core = require "bearer.core"
 local M = {}
 local clients = {}
 
+--- Runs one transfer in a pool thread's VM (run_worker_thread's entry).
+---@param spec table the call, plain values only (the key by its vault number)
+---@return table|nil response
+---@return table|nil err
 function M.perform(spec)
   local client = clients[spec.id]
   if client == nil then

@@ -58,6 +58,10 @@ M.templates = { name = "templates", method = "GET", path = "/v1/protocol-templat
 
 --- Both summaries methods; `kind_of(self, opts)` finds the endpoint's
 -- kind (structured or unstructured) from the template.
+---@param name string the method's name
+---@param paged "offset"|nil
+---@param kind_of fun(self: table, opts: table): table|nil, bearer.Error|nil
+---@return table declaration
 function M.summaries(name, paged, kind_of)
   return { name = name, method = "GET", path = "/v1/summaries/{kind}", strict = "filter",
            path_from = kind_of,

@@ -20,6 +20,10 @@ local errors = require "bearer.error"
 local rotation = require "bearer.rotation"
 
 local M = { REFRESH_BEFORE = 60 }
+--- The Firebase-authenticated client (signup, keys); the declared
+-- endpoints' methods are in lua/bearer/types/overten.lua.
+---@class bearer.overten.Admin
+---@field http bearer.Client
 local Admin = {}
 Admin.__index = Admin
 M.Admin = Admin
@@ -28,6 +32,9 @@ local OWN = { firebase_token = true, token_provider = true }
 
 --- overten.admin{ firebase_token = (string | Key) | token_provider = fn,
 --   base_url=, ...bearer.client options }
+---@param opts bearer.overten.AdminOptions
+---@param level integer|nil levels above the caller, for raises
+---@return bearer.overten.Admin
 function M.new(opts, level)
   level = (level or 1) + 1
   opts = opts or {}
@@ -74,6 +81,7 @@ function M.new(opts, level)
   return self
 end
 
+--- Frees the connection (also `<close>`); a fixed token's key is the caller's.
 function Admin:close()
   self.http:close()
   if self.owned then self.owned:close() end
@@ -83,8 +91,8 @@ Admin.__close = Admin.close
 --- c:with_options{ timeout=, max_retries=, headers=, retry_statuses= }: a
 -- light view sharing this client's connection, key and limits, with
 -- other per-call settings (bearer.client's with_options).
----@param opts table
----@return table
+---@param opts bearer.ViewOptions
+---@return bearer.overten.Admin view
 function Admin:with_options(opts) return client.api_view(self, opts) end
 
 -- {====================================================== tokens
@@ -95,6 +103,8 @@ end
 
 --- Asks the provider for a token and sets it. nil, err (never a raise) if
 -- the provider raises or hands back something that is not a Firebase token.
+---@return true|nil ok
+---@return bearer.Error|nil err
 function Admin:refresh()
   if not self.provider then
     return nil, errors.new{ kind = "auth", code = "token_expired",
@@ -169,8 +179,9 @@ endpoint.install(Admin, endpoints.admin, call)
 -- revoked, the old one keeps working, and nil, err comes back.
 ---@param org_id string
 ---@param old_key_id string
----@param opts table|nil
----@return table|nil, table|nil
+---@param opts { name: string|nil, deploy: fun(key: bearer.Key, info: table): any }|nil
+---@return table|nil result
+---@return bearer.Error|nil err
 function Admin:rotate_key(org_id, old_key_id, opts)
   check.segment("rotate_key", 1, org_id)
   check.segment("rotate_key", 2, old_key_id)

@@ -3,7 +3,7 @@
 -- Overten signs "{timestamp}.{raw_body}" with HMAC-SHA256 under the
 -- secret as given (`whsec_…` prefix included) and sends
 --   X-Overten-Signature: sha256=<hex>   X-Overten-Timestamp: <unix seconds>
--- The separator is an assumption (the docs were cut off there; README).
+-- The separator is an assumption (the docs were cut off there; docs/decisions.md).
 -- This file owns that format; the HMAC and the constant-time comparison
 -- happen in C (bearer.crypto), so the expected digest never becomes a Lua
 -- string.
@@ -12,6 +12,17 @@ local errors = require "bearer.error"
 local json = require "bearer.json"
 local check = require "bearer.check"
 
+--- Options of `overten.webhook.verify{...}`.
+---@class bearer.overten.VerifyOptions
+---@field secret string|bearer.Key the subscription's or the org's webhook secret
+---@field body string the raw body
+---@field signature string|nil X-Overten-Signature
+---@field timestamp string|number|nil X-Overten-Timestamp
+---@field headers table<string, string>|nil where to find both (any case)
+---@field tolerance number|nil seconds (default 300)
+---@field now number|nil wall-clock seconds
+
+---@class bearer.overten.webhook
 local M = {}
 
 M.TOLERANCE = 300
@@ -65,10 +76,10 @@ local function check_secret_arg(n, fname, secret)
 end
 
 --- overten.webhook.signature(secret, timestamp, body) -> "sha256=<hex>"
----@param secret string|userdata
+---@param secret string|bearer.Key
 ---@param timestamp string
----@param body string
----@return string
+---@param body string the raw body
+---@return string signature `sha256=<hex>`
 function M.signature(secret, timestamp, body)
   check_secret_arg(1, "signature", secret)
   if type(timestamp) ~= "string" then check.bad_arg(2, "signature", "string", type(timestamp)) end
@@ -85,7 +96,14 @@ end
 -- The signature header may list several `sha256=<hex>` entries separated
 -- by commas (a secret being rotated); any match is enough. Errors: kind
 -- "signature", code malformed, bad_signature or stale_timestamp.
----@return boolean|nil, table|nil
+---@param secret string|bearer.Key
+---@param body string
+---@param signature string|nil
+---@param timestamp string|nil
+---@param tolerance number seconds
+---@param now number wall-clock seconds
+---@return true|nil ok
+---@return bearer.Error|nil err
 function M.check(secret, body, signature, timestamp, tolerance, now)
   check_secret_arg(1, "check", secret)
   if type(body) ~= "string" then check.bad_arg(2, "check", "string", type(body)) end
@@ -115,11 +133,34 @@ function M.check(secret, body, signature, timestamp, tolerance, now)
   return true
 end
 
+-- A delivery accepted once is refused while its signature could still
+-- pass: `replay` (a redis:// URL, an nginx lua_shared_dict name, or a
+-- store with claim()) keeps its mark for twice the tolerance, so hosts
+-- whose clocks differ by up to the tolerance still see it. The mark is
+-- the signature our secret gives (public: it came in a header), never
+-- the secret.
+local function first_delivery(opts, timestamp, body, tolerance)
+  local store = require("bearer.redis").claims(opts.replay, "overten-webhook", "verify", "replay", 3,
+                                               opts.replay_timeout)
+  local mark = bearer.crypto.hmac_sha256_hex(opts.secret, signed_string(timestamp, body))
+  local first, err = store:claim(mark, 2 * tolerance, require("bearer.redis").token())
+  if first == nil then return nil, err end
+  if not first then
+    return signature_error("replayed", "this delivery was already accepted within the tolerance window")
+  end
+  return true
+end
+
 --- overten.webhook.verify{ secret=, body=, signature=, timestamp=
---    [, headers=] [, tolerance=300] [, now=] } -> event | nil, err
+--    [, headers=] [, tolerance=300] [, now=] [, replay=] [, replay_timeout=5] }
+--    -> event | nil, err
 -- `signature`/`timestamp` may instead come from `headers` (any case).
 -- Errors: kind "signature" (code bad_signature, stale_timestamp,
--- malformed), or kind "decode" when a correctly signed body is not JSON.
+-- malformed, replayed), kind "decode" when a correctly signed body is not
+-- JSON, kind "connection" (code store_unavailable) when the replay store
+-- fails.
+---@param opts table
+---@return table|nil event, table|nil err
 function M.verify(opts)
   local body = signing_options(opts, "verify")
   local headers = opt(opts, "headers", "table", "verify")
@@ -132,6 +173,14 @@ function M.verify(opts)
   ts = unix_text(ts)
   if ts ~= nil and type(ts) ~= "string" then check.bad_option("timestamp", "verify", "string", type(ts)) end
   local tolerance = opt(opts, "tolerance", "number", "verify") or M.TOLERANCE
+  local replay = opts.replay
+  if replay ~= nil and type(replay) ~= "string" and not (type(replay) == "table" and replay.claim) then
+    check.bad_option("replay", "verify", "redis:// URL, shared dict name or store", type(replay))
+  end
+  local replay_timeout = opt(opts, "replay_timeout", "number", "verify")
+  if replay_timeout ~= nil and not (replay_timeout > 0 and replay_timeout < 86400) then
+    check.bad_option("replay_timeout", "verify", "seconds (0 < t < 86400)", tostring(replay_timeout))
+  end
   local now = opt(opts, "now", "number", "verify") or os.time()
   local ok, err = M.check(opts.secret, body, sig, ts, tolerance, now)
   if not ok then return nil, err end
@@ -140,11 +189,17 @@ function M.verify(opts)
     return nil, errors.new{ kind = "decode", code = "invalid_json",
       message = "webhook body is signed but is not a JSON object: " .. tostring(why or type(event)) }
   end
+  if opts.replay ~= nil then
+    local first, rerr = first_delivery(opts, ts, body, tolerance)
+    if not first then return nil, rerr end
+  end
   return event
 end
 
 --- overten.webhook.sign{ secret=, body= [, timestamp=now] [, event=] } -> headers
 -- The headers Overten would send with `body`, for tests and local tools.
+---@param opts { secret: string|bearer.Key, body: string, timestamp: number|string|nil, event: string|nil }
+---@return table<string, string> headers
 function M.sign(opts)
   local body = signing_options(opts, "sign")
   local ts = unix_text(opts.timestamp or os.time())
