@@ -115,10 +115,11 @@ build/asan/lua-asan: .ci/lua-asan.c
 	@mkdir -p $(@D)
 	$(SAN_CC) $(SAN_FLAGS) -I$(LUA54_INC) -o $@ $< -llua5.4
 
+# ALL_CFLAGS as the user builds have them (hiredis included); SAN_FLAGS
+# come last, so their -O1 wins.
 build/asan/5.4/bearer/core.so: $(SRC) $(HDR)
 	@mkdir -p $(@D)
-	$(SAN_CC) $(SAN_FLAGS) $(WARN) -std=c99 -fPIC -fvisibility=hidden \
-	  -D_POSIX_C_SOURCE=200809L -I$(LUA54_INC) -shared -o $@ $(SRC) $(LIBS)
+	$(SAN_CC) $(ALL_CFLAGS) $(SAN_FLAGS) -I$(LUA54_INC) -shared -o $@ $(SRC) $(LIBS)
 
 check-asan: deps hardening-deps build build/asan/lua-asan build/asan/5.4/bearer/core.so
 	@sh .ci/check-asan
@@ -129,8 +130,7 @@ FUZZ_OBJ = $(SRC:src/%.c=build/fuzz/obj/%.o)
 
 build/fuzz/obj/%.o: src/%.c $(HDR)
 	@mkdir -p $(@D)
-	$(SAN_CC) $(SAN_FLAGS) -fsanitize=fuzzer-no-link $(WARN) -std=c99 -fPIC \
-	  -D_POSIX_C_SOURCE=200809L -I$(LUA54_INC) -c -o $@ $<
+	$(SAN_CC) $(ALL_CFLAGS) $(SAN_FLAGS) -fsanitize=fuzzer-no-link -I$(LUA54_INC) -c -o $@ $<
 
 build/fuzz/fuzz-%: fuzz/harness.c $(FUZZ_OBJ)
 	$(SAN_CC) $(SAN_FLAGS) -fsanitize=fuzzer -D_GNU_SOURCE -I$(LUA54_INC) \
