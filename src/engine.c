@@ -16,13 +16,11 @@
 ** - threaded (inside nginx, engine_thread()): a thread of the engine's own
 **   runs libcurl; the worker's event loop must never block, and Lua has no
 **   way to wait on a file descriptor but a cosocket, so the engine thread
-**   also serves a unix socket. One connection of the worker subscribes
+**   also serves a unix socket. The worker's reader connects and subscribes
 **   (a line "s"): the engine writes the token of every finished transfer
-**   to it as a line, in one write per loop, and the worker's reader wakes
-**   the handler waiting for that token (an ngx.semaphore). A connection
-**   may instead send one token line and get one byte back when that
-**   transfer is done (the fallback). No OS thread is held per call in
-**   flight, and nothing polls.
+**   to it as a line, in one write per loop, and the reader wakes the
+**   handler waiting for that token (an ngx.semaphore). No OS thread is
+**   held per call in flight, and nothing polls.
 ** In neither way does Lua run while libcurl is on the stack; the engine
 ** never calls Lua at all.
 **
@@ -50,15 +48,9 @@
 
 #include "bearer.h"
 
-#define ENGINE_MAX_WAITERS 4096   /* cosocket connections served at once */
-
-/* One connection of a waiting handler (threaded mode), engine thread only. */
-typedef struct engine_waiter {
-  int fd;
-  uint64_t token;           /* the transfer it waits for, 0: none yet */
-  char line[24];            /* a token line being read */
-  size_t got;
-} engine_waiter;
+/* Connections to the engine socket served at once: a worker has one
+** reader; more stand only while a restarted reader replaces its last. */
+#define ENGINE_MAX_CONNS 64
 
 struct bearer_engine {
   CURLM *multi;
@@ -79,8 +71,8 @@ struct bearer_engine {
   size_t n_anchored;        /* refs taken, not yet released: worker's thread only */
   int listen_fd;
   char dir[96], path[128];  /* the socket's private directory and path */
-  engine_waiter *waiters;   /* engine thread only */
-  size_t n_waiters;
+  int conns[ENGINE_MAX_CONNS];   /* accepted connections: engine thread only */
+  size_t n_conns;
   int subscriber;           /* fd of the connection that gets every token, -1 */
   double last_out;          /* when it was last written to (monotonic s) */
   char *out;                /* tokens not yet written to it */
@@ -178,8 +170,7 @@ static bearer_engine *engine_ready(lua_State *L, bearer_engine *e) {
     engine_fail_all(e, CURLE_ABORTED_BY_CALLBACK, 0);
     e->multi = NULL;
     e->share = NULL;
-    e->waiters = NULL;
-    e->n_waiters = 0;
+    e->n_conns = 0;   /* the parent's fds: left open, as its multi handle */
     e->unref = NULL;
     e->n_unref = e->cap_unref = 0;
     e->out = NULL;
@@ -339,13 +330,13 @@ BEARER_INTERNAL int bearer_engine_cancel(bearer_transfer *t) {
 
 /* {====================================================== the engine thread */
 
-static void engine_waiter_drop(bearer_engine *e, size_t i) {
-  if (e->waiters[i].fd == e->subscriber) {
+static void engine_conn_drop(bearer_engine *e, size_t i) {
+  if (e->conns[i] == e->subscriber) {
     e->subscriber = -1;
     e->n_out = 0;
   }
-  close(e->waiters[i].fd);
-  e->waiters[i] = e->waiters[--e->n_waiters];
+  close(e->conns[i]);
+  e->conns[i] = e->conns[--e->n_conns];
 }
 
 /* Queues token for the subscriber, written at the end of the loop. */
@@ -353,7 +344,7 @@ static void engine_publish(bearer_engine *e, uint64_t token) {
   if (e->n_out + 24 > e->cap_out) {
     size_t cap = e->cap_out ? e->cap_out * 2 : 4096;
     char *p = realloc(e->out, cap);
-    if (p == NULL) return;   /* the waiter's bounded wait looks by itself */
+    if (p == NULL) return;   /* each waiter's bounded wait looks by itself */
     e->out = p;
     e->cap_out = cap;
   }
@@ -385,81 +376,36 @@ static void engine_flush(bearer_engine *e) {
   e->n_out -= (size_t)n;
 }
 
-/* Wakes the handler waiting for token, if it has said so yet. */
+/* Tells the subscribed reader that token's transfer finished. */
 static void engine_notify(bearer_engine *e, uint64_t token) {
   if (e->subscriber >= 0) engine_publish(e, token);
-  for (size_t i = 0; i < e->n_waiters; i++) {
-    if (e->waiters[i].token == token) {
-      e->waiters[i].token = 0;
-      /* a failed write means the handler is gone: its read side sees EOF
-      ** and drops it, so the list never changes under a caller's loop */
-      if (write(e->waiters[i].fd, "1", 1) != 1) e->waiters[i].token = 0;
-      return;
-    }
-  }
 }
 
-/* Whether token names a transfer not finished yet (running or queued). */
-static int engine_token_pending(bearer_engine *e, uint64_t token) {
-  for (bearer_transfer *t = e->running; t != NULL; t = t->next)
-    if (t->token == token) return 1;
-  int found = 0;
-  pthread_mutex_lock(&e->mu);
-  for (bearer_transfer *t = e->queue; t != NULL && !found; t = t->next)
-    found = t->token == token;
-  pthread_mutex_unlock(&e->mu);
-  return found;
-}
-
-/* Reads what a handler sent: token lines. A token whose transfer is
-** already done is answered at once; a malformed line closes the
-** connection. Returns 0, or -1 when the waiter was dropped. */
-static int engine_waiter_read(bearer_engine *e, size_t i) {
-  if (i >= e->n_waiters) return -1;
-  engine_waiter *w = &e->waiters[i];
+/* Reads what connection i sent: "s\n" makes it the subscriber (a newer one
+** replaces an older: a restarted reader); EOF, an error or anything else
+** closes it. */
+static void engine_conn_read(bearer_engine *e, size_t i) {
   char buf[64];
-  ssize_t n = read(w->fd, buf, sizeof(buf));
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
-  if (n <= 0) {
-    engine_waiter_drop(e, i);
-    return -1;
-  }
+  ssize_t n = read(e->conns[i], buf, sizeof(buf));
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   for (ssize_t k = 0; k < n; k++) {
-    if (buf[k] == 's' && w->got == 0) {   /* "s\n": this one gets every token */
-      e->subscriber = w->fd;
+    if (buf[k] == 's') {
+      e->subscriber = e->conns[i];
       e->n_out = 0;
-      continue;
+    } else if (buf[k] != '\n') {
+      n = 0;
+      break;
     }
-    if (buf[k] != '\n') {
-      if (w->got + 1 >= sizeof(w->line) || buf[k] < '0' || buf[k] > '9') {
-        engine_waiter_drop(e, i);
-        return -1;
-      }
-      w->line[w->got++] = buf[k];
-      continue;
-    }
-    if (w->got == 0) continue;   /* the end of "s", or an empty line */
-    w->line[w->got] = '\0';
-    uint64_t token = strtoull(w->line, NULL, 10);
-    w->got = 0;
-    if (token != 0 && engine_token_pending(e, token)) w->token = token;
-    else if (write(w->fd, "1", 1) != 1) w->token = 0;   /* EOF comes next */
   }
-  return 0;
+  if (n <= 0) engine_conn_drop(e, i);
 }
 
 static void engine_accept(bearer_engine *e) {
   for (;;) {
     int fd = accept4(e->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
-    if (e->n_waiters >= ENGINE_MAX_WAITERS) {
-      close(fd);
-      continue;
-    }
-    e->waiters[e->n_waiters].fd = fd;
-    e->waiters[e->n_waiters].token = 0;
-    e->waiters[e->n_waiters].got = 0;
-    e->n_waiters++;
+    if (e->n_conns >= ENGINE_MAX_CONNS) close(fd);
+    else e->conns[e->n_conns++] = fd;
   }
 }
 
@@ -493,35 +439,33 @@ static int engine_take_queue(bearer_engine *e) {
 
 static void *engine_thread_main(void *ud) {
   bearer_engine *e = ud;
-  struct curl_waitfd *fds = malloc((ENGINE_MAX_WAITERS + 1) * sizeof(*fds));
-  if (fds == NULL) return NULL;
+  struct curl_waitfd fds[ENGINE_MAX_CONNS + 1];
   for (;;) {
     size_t nfds = 0;
     fds[nfds].fd = e->listen_fd;
     fds[nfds].events = CURL_WAIT_POLLIN;
     fds[nfds++].revents = 0;
-    for (size_t i = 0; i < e->n_waiters; i++) {
-      fds[nfds].fd = e->waiters[i].fd;
+    for (size_t i = 0; i < e->n_conns; i++) {
+      fds[nfds].fd = e->conns[i];
       fds[nfds].events = CURL_WAIT_POLLIN;
       fds[nfds++].revents = 0;
     }
     curl_multi_poll(e->multi, fds, (unsigned)nfds, 1000, NULL);
     if (engine_take_queue(e)) break;
-    /* fds[k] is waiter k - 1 as polled: only a read drops a waiter (the
+    /* fds[k] is connection k - 1 as polled: only a read drops one (the
     ** last moves into its slot), so walking down keeps the rest in place */
     for (size_t k = nfds; k-- > 1;)
-      if (fds[k].revents) engine_waiter_read(e, k - 1);
+      if (fds[k].revents) engine_conn_read(e, k - 1);
     if (fds[0].revents) engine_accept(e);
     engine_perform(e);
     engine_flush(e);
   }
-  free(fds);
   return NULL;
 }
 
 /* core.engine_thread() -> socket path: this state's engine runs in a
-** thread of its own from now on (nginx workers), serving waiting handlers
-** on a unix socket in a private directory; the same path on later calls in
+** thread of its own from now on (nginx workers), its reader subscribed
+** through a unix socket in a private directory; the same path on later calls in
 ** this process. Must come before the state's first transfer. */
 static int engine_thread_lua(lua_State *L) {
   bearer_engine *e = bearer_engine_push(L);
@@ -548,13 +492,7 @@ static int engine_thread_lua(lua_State *L) {
     return luaL_error(L, "engine_thread: unix socket %s: %s", e->path, strerror(err));
   }
   e->subscriber = -1;
-  e->waiters = calloc(ENGINE_MAX_WAITERS, sizeof(*e->waiters));
-  if (e->waiters == NULL) {
-    close(fd);
-    unlink(e->path);
-    rmdir(e->dir);
-    return luaL_error(L, "out of memory");
-  }
+  e->n_conns = 0;
   e->listen_fd = fd;
   pthread_mutex_init(&e->mu, NULL);
   pthread_cond_init(&e->done_cv, NULL);
@@ -562,6 +500,10 @@ static int engine_thread_lua(lua_State *L) {
   e->threaded = 1;
   if (pthread_create(&e->thread, NULL, engine_thread_main, e) != 0) {
     e->threaded = 0;
+    close(fd);
+    e->listen_fd = -1;
+    unlink(e->path);
+    rmdir(e->dir);
     return luaL_error(L, "engine_thread: pthread_create failed");
   }
   lua_pushstring(L, e->path);
@@ -578,15 +520,14 @@ static void engine_stop_thread(bearer_engine *e) {
     pthread_mutex_unlock(&e->mu);
     curl_multi_wakeup(e->multi);
     pthread_join(e->thread, NULL);
-    while (e->n_waiters > 0) engine_waiter_drop(e, e->n_waiters - 1);
+    while (e->n_conns > 0) engine_conn_drop(e, e->n_conns - 1);
     close(e->listen_fd);
     unlink(e->path);
     rmdir(e->dir);
   }
   e->listen_fd = -1;
   e->subscriber = -1;
-  free(e->waiters);
-  e->waiters = NULL;
+  e->n_conns = 0;
   free(e->out);
   e->out = NULL;
   e->n_out = e->cap_out = 0;
