@@ -196,6 +196,13 @@ local function log_setup(log)
   return nil, 0
 end
 
+-- What shared rate-limit slots are named after: the base URL and the key's
+-- fingerprint (never the key), so clients of one API and key share them.
+local function limit_name(st)
+  local key = st.handle:key()
+  return st.base_url .. "|" .. (key and key:fingerprint() or "")
+end
+
 --- bearer.client{ base_url=, key=, ... } -> client
 -- `key` is a bearer.Key or a string made into one (the scheme is detected
 -- from its prefix unless `scheme` says). Wrong option types raise, at the
@@ -248,11 +255,8 @@ function M.new(opts, level)
   }
   st.call_headers = call_headers(st.headers)
   st.log, st.level = log_setup(log)
-  local key = handle:key()
   st.store_timeout = opts.connect_timeout
-  st.limiter = ratelimit.from_option(opts.rate_limit, h,
-                                     st.base_url .. "|" .. (key and key:fingerprint() or ""),
-                                     st.store_timeout)
+  st.limiter = ratelimit.from_option(opts.rate_limit, h, limit_name(st), st.store_timeout)
   private[self] = st
   return self
 end
@@ -374,8 +378,7 @@ function Client:shared_limiter(spec)
   if type(spec) ~= "table" or type(spec.name) ~= "string" then
     error("bad argument #1 to 'shared_limiter' (table with a string 'name' expected)", 2)
   end
-  local key = st.handle:key()
-  local name = spec.name .. "|" .. st.base_url .. "|" .. (key and key:fingerprint() or "")
+  local name = spec.name .. "|" .. limit_name(st)
   local store = st.host.store(name, spec.per, { url = spec.store, timeout = st.store_timeout,
                                                 on_store_error = spec.on_store_error })
   if not store then return nil, false end
