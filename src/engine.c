@@ -59,6 +59,7 @@ struct bearer_engine {
   int closed;
   bearer_transfer *running; /* doubly linked through t->next / t->prev */
   size_t n_running;
+  long max_conns;           /* the connection cache's size: a high-water mark */
   uint64_t next_token;
   /* threaded mode: everything below the mutex guards is shared */
   int threaded, stop;
@@ -66,6 +67,8 @@ struct bearer_engine {
   pthread_mutex_t mu;
   pthread_cond_t done_cv;   /* a transfer finished (blocking waits) */
   bearer_transfer *queue;   /* started, not yet on the multi (guarded) */
+  int woken;                /* a wakeup is owed for the queue (guarded): the starts
+                            ** of one event-loop turn cost one wakeup, not one each */
   int *unref;               /* refs of finished transfers (guarded) */
   size_t n_unref, cap_unref;
   size_t n_anchored;        /* refs taken, not yet released: worker's thread only */
@@ -92,18 +95,33 @@ static void engine_link(bearer_engine *e, bearer_transfer *t) {
   e->n_running++;
 }
 
-/* Takes t off its engine (completion, close, __gc); idempotent. In
-** threaded mode only the engine thread gets here for a running transfer. */
-BEARER_INTERNAL void bearer_engine_detach(bearer_transfer *t) {
-  bearer_engine *e = t->engine;
-  if (e == NULL) return;
-  if (e->pid == getpid() && t->easy != NULL) curl_multi_remove_handle(e->multi, t->easy);
+/* libcurl's own cache size follows the handles added at each moment, so a
+** dip in load closes connections a moment later reopened; it only grows
+** here, idle ones still age out (CURLMOPT_MAXAGE_CONN). */
+static void engine_size_cache(bearer_engine *e) {
+  long want = (long)e->n_running * 4;
+  if (want <= e->max_conns) return;
+  e->max_conns = want < 64 ? 64 : want;
+  curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, e->max_conns);
+}
+
+/* Takes t off engine e; `ours`: e's multi handle belongs to this process
+** (a forked child leaves the parent's alone). */
+static void engine_unlink(bearer_engine *e, bearer_transfer *t, int ours) {
+  if (ours && t->easy != NULL) curl_multi_remove_handle(e->multi, t->easy);
   if (t->prev != NULL) t->prev->next = t->next;
   else e->running = t->next;
   if (t->next != NULL) t->next->prev = t->prev;
   t->next = t->prev = NULL;
   t->engine = NULL;
   e->n_running--;
+}
+
+/* Takes t off its engine (close, __gc); idempotent. In threaded mode only
+** the engine thread gets here for a running transfer. */
+BEARER_INTERNAL void bearer_engine_detach(bearer_transfer *t) {
+  bearer_engine *e = t->engine;
+  if (e != NULL) engine_unlink(e, t, e->pid == getpid());
 }
 
 static void engine_notify(bearer_engine *e, uint64_t token);
@@ -138,7 +156,7 @@ static void engine_fail_all(bearer_engine *e, CURLcode rc, int cleanup) {
   while (e->running != NULL) {
     bearer_transfer *t = e->running;
     if (!cleanup) t->easy = NULL;
-    bearer_engine_detach(t);
+    engine_unlink(e, t, cleanup);
     engine_finished(e, t, rc);
   }
 }
@@ -154,6 +172,7 @@ static int engine_setup(bearer_engine *e) {
   e->threaded = 0;
   e->listen_fd = -1;
   e->subscriber = -1;
+  e->max_conns = 0;
   if (e->multi == NULL || e->share == NULL) return -1;
   curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   curl_multi_setopt(e->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
@@ -234,6 +253,7 @@ BEARER_INTERNAL int bearer_engine_add(lua_State *L, bearer_engine *e, bearer_tra
     curl_easy_setopt(t->easy, CURLOPT_SHARE, e->share);
     if (curl_multi_add_handle(e->multi, t->easy) != CURLM_OK) return -1;
     engine_link(e, t);
+    engine_size_cache(e);
     t->state = BEARER_T_RUNNING;
     return 0;
   }
@@ -256,8 +276,10 @@ BEARER_INTERNAL int bearer_engine_add(lua_State *L, bearer_engine *e, bearer_tra
   pthread_mutex_lock(&e->mu);
   t->next = e->queue;
   e->queue = t;
+  int wake = !e->woken;
+  e->woken = 1;
   pthread_mutex_unlock(&e->mu);
-  curl_multi_wakeup(e->multi);
+  if (wake) curl_multi_wakeup(e->multi);
   return 0;
 }
 
@@ -272,7 +294,7 @@ static int engine_perform(bearer_engine *e) {
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
     CURLcode rc = m->data.result;   /* m is invalid once the handle is removed */
     if (t != NULL) {
-      bearer_engine_detach(t);
+      engine_unlink(e, t, 1);   /* perform runs in the owning process only */
       engine_finished(e, t, rc);
       done++;
     }
@@ -414,6 +436,7 @@ static int engine_take_queue(bearer_engine *e) {
   pthread_mutex_lock(&e->mu);
   bearer_transfer *q = e->queue;
   e->queue = NULL;
+  e->woken = 0;   /* a start from now on finds the queue taken: it wakes */
   int stop = e->stop;
   pthread_mutex_unlock(&e->mu);
   while (q != NULL) {
@@ -423,14 +446,15 @@ static int engine_take_queue(bearer_engine *e) {
     engine_link(e, t);
     curl_easy_setopt(t->easy, CURLOPT_SHARE, e->share);   /* the share is this thread's */
     if (curl_multi_add_handle(e->multi, t->easy) != CURLM_OK) {
-      bearer_engine_detach(t);
+      engine_unlink(e, t, 1);
       engine_finished(e, t, CURLE_FAILED_INIT);
     }
   }
+  engine_size_cache(e);
   for (bearer_transfer *t = e->running, *next; t != NULL; t = next) {
     next = t->next;
     if (__atomic_load_n(&t->cancel, __ATOMIC_ACQUIRE)) {
-      bearer_engine_detach(t);
+      engine_unlink(e, t, 1);
       engine_finished(e, t, CURLE_ABORTED_BY_CALLBACK);
     }
   }

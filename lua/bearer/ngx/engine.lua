@@ -23,6 +23,11 @@ local M = {
 }
 
 local waiting = {}   -- token -> semaphore of the handler waiting for it
+-- Semaphores of finished waits, for the next ones (one new semaphore per
+-- call was a cdata and its finaliser each). A waiter whose request was
+-- killed mid-wait never gives its back; the pool only bounds the rest.
+local spare, n_spare = {}, 0
+local SPARE_MAX = 256
 local path, pid      -- this worker's engine socket
 local reader_on = false
 
@@ -37,8 +42,13 @@ local function reader(premature)
     if line == "" then   -- the engine's heartbeat, once a second when idle
       if ngx.worker.exiting() then break end
     elseif line then
-      local sema = waiting[tonumber(line)]
-      if sema then sema:post(1) end
+      -- taken off here: a handler killed mid-wait leaves no entry behind
+      local token = tonumber(line)
+      local sema = waiting[token]
+      if sema then
+        waiting[token] = nil
+        sema:post(1)
+      end
     else
       err = rerr
       break
@@ -70,7 +80,6 @@ local function ready()
 end
 
 local function report(t, progress, final)
-  if not (progress and progress.on_progress) then return end
   local now = ngx.now()
   if not final and now - (progress.reported or 0) < M.progress_every then return end
   progress.reported = now
@@ -81,20 +90,31 @@ end
 
 --- Yields until transfer t is done or `seconds` have passed.
 local function wait(t, seconds, progress)
-  if not t:done() then
-    local token = t:token()
-    local sema = semaphore.new()
-    waiting[token] = sema
-    local slice = (progress and progress.on_progress) and M.progress_every or M.wait_slice
-    local deadline = ngx.now() + seconds
-    -- registered before any yield: the reader cannot have passed the token
-    while not t:done() and ngx.now() < deadline do
-      sema:wait(slice)
-      report(t, progress)
-    end
-    waiting[token] = nil
+  local token = t:token()
+  local sema
+  if n_spare > 0 then
+    sema = spare[n_spare]
+    spare[n_spare] = nil
+    n_spare = n_spare - 1
+  else
+    sema = semaphore.new()
   end
-  report(t, progress, true)
+  -- registered before any yield: the reader cannot have passed the token
+  waiting[token] = sema
+  local slice = progress and M.progress_every or M.wait_slice
+  local deadline = ngx.now() + seconds
+  while not t:done() and ngx.now() < deadline do
+    sema:wait(slice)
+    if progress then report(t, progress) end
+  end
+  waiting[token] = nil
+  -- a post that raced a timed-out wait would wake the next user early
+  if sema:count() > 0 then sema:wait(0) end
+  if n_spare < SPARE_MAX then
+    n_spare = n_spare + 1
+    spare[n_spare] = sema
+  end
+  if progress then report(t, progress, true) end
 end
 
 --- Runs one call on the worker's engine: the transport of a client inside
@@ -111,9 +131,9 @@ function M.perform(handle, method, url, headers, body, opts)
   ready()
   local t, err = handle:start(method, url, headers, body, opts)
   if not t then return nil, err end
-  local seconds = ((opts and opts.timeout) or 600) + 5
-  wait(t, seconds, opts and opts.on_progress and { on_progress = opts.on_progress,
-                                                   upload = opts.form ~= nil })
+  local seconds = (opts.timeout or 600) + 5
+  wait(t, seconds, opts.on_progress and { on_progress = opts.on_progress,
+                                          upload = opts.form ~= nil } or nil)
   if not t:done() then
     t:close()
     return nil, require("bearer.error").new{ kind = "timeout", code = "timeout",

@@ -188,13 +188,15 @@ function M.transport(c_opts)
     if k ~= "key" then options[k] = v end
   end
   local id = options_id(options)
+  local engine   -- bearer.ngx.engine, required on the first call (not per call)
   return function(client, method, url, headers, body, opts)
     if not M.yieldable() then
       if M.allow_blocking then return client:perform(method, url, headers, body, opts) end
       return nil, blocking_error()
     end
     if M.via == "engine" then
-      return require("bearer.ngx.engine").perform(client, method, url, headers, body, opts)
+      engine = engine or require "bearer.ngx.engine"
+      return engine.perform(client, method, url, headers, body, opts)
     end
     local key = client:key()
     if key and key:is_closed() then
