@@ -41,6 +41,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -51,6 +53,14 @@
 /* Connections to the engine socket served at once: a worker has one
 ** reader; more stand only while a restarted reader replaces its last. */
 #define ENGINE_MAX_CONNS 64
+
+/* What an epoll event of the engine thread is for: the tag in the high
+** bits of its data, the fd in the low 32. */
+#define ENGINE_EV_CURL   ((uint64_t)0 << 32)
+#define ENGINE_EV_WAKE   ((uint64_t)1 << 32)
+#define ENGINE_EV_LISTEN ((uint64_t)2 << 32)
+#define ENGINE_EV_CONN   ((uint64_t)3 << 32)
+#define ENGINE_EV_MASK   ((uint64_t)0xffffffff << 32)
 
 struct bearer_engine {
   CURLM *multi;
@@ -69,10 +79,13 @@ struct bearer_engine {
   bearer_transfer *queue;   /* started, not yet on the multi (guarded) */
   int woken;                /* a wakeup is owed for the queue (guarded): the starts
                             ** of one event-loop turn cost one wakeup, not one each */
+  int cancels;              /* close() asked to abort some transfer (guarded) */
   int *unref;               /* refs of finished transfers (guarded) */
   size_t n_unref, cap_unref;
   size_t n_anchored;        /* refs taken, not yet released: worker's thread only */
   int listen_fd;
+  int epfd, wake_fd;        /* the engine thread's epoll set and its eventfd */
+  double timer_at;          /* when libcurl wants its timeout run (monotonic s), or < 0 */
   char dir[96], path[128];  /* the socket's private directory and path */
   int conns[ENGINE_MAX_CONNS];   /* accepted connections: engine thread only */
   size_t n_conns;
@@ -170,7 +183,7 @@ static int engine_setup(bearer_engine *e) {
   e->share = curl_share_init();
   e->pid = getpid();
   e->threaded = 0;
-  e->listen_fd = -1;
+  e->listen_fd = e->epfd = e->wake_fd = -1;
   e->subscriber = -1;
   e->max_conns = 0;
   if (e->multi == NULL || e->share == NULL) return -1;
@@ -242,6 +255,13 @@ BEARER_INTERNAL bearer_engine *bearer_engine_push(lua_State *L) {
 
 /* {====================================================== running transfers */
 
+/* Wakes the engine thread (new work, a cancel, stop). */
+static void engine_wake(bearer_engine *e) {
+  uint64_t one = 1;
+  ssize_t n = write(e->wake_fd, &one, sizeof(one));
+  (void)n;   /* EAGAIN: the counter is full, so a wakeup is pending anyway */
+}
+
 /* Starts the transfer at idx (its easy handle set up) on engine e; 0 or
 ** -1 when libcurl refused it or the unref list is full (threaded). In
 ** threaded mode the transfer is anchored in the registry until the engine
@@ -279,14 +299,13 @@ BEARER_INTERNAL int bearer_engine_add(lua_State *L, bearer_engine *e, bearer_tra
   int wake = !e->woken;
   e->woken = 1;
   pthread_mutex_unlock(&e->mu);
-  if (wake) curl_multi_wakeup(e->multi);
+  if (wake) engine_wake(e);
   return 0;
 }
 
-/* Runs libcurl once, then hands each finished transfer its outcome. */
-static int engine_perform(bearer_engine *e) {
-  int still = 0, done = 0, left;
-  curl_multi_perform(e->multi, &still);
+/* Hands each transfer libcurl finished its outcome. */
+static void engine_collect(bearer_engine *e) {
+  int left;
   CURLMsg *m;
   while ((m = curl_multi_info_read(e->multi, &left)) != NULL) {
     if (m->msg != CURLMSG_DONE) continue;
@@ -294,12 +313,19 @@ static int engine_perform(bearer_engine *e) {
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
     CURLcode rc = m->data.result;   /* m is invalid once the handle is removed */
     if (t != NULL) {
-      engine_unlink(e, t, 1);   /* perform runs in the owning process only */
+      engine_unlink(e, t, 1);
       engine_finished(e, t, rc);
-      done++;
     }
   }
-  return done;
+}
+
+/* Runs libcurl once, then hands each finished transfer its outcome. */
+static int engine_perform(bearer_engine *e) {
+  int still = 0;
+  curl_multi_perform(e->multi, &still);
+  size_t before = e->n_running;
+  engine_collect(e);   /* perform runs in the owning process only */
+  return (int)(before - e->n_running);
 }
 
 /* Waits at most ms for activity and runs what is ready (inline mode); the
@@ -344,7 +370,10 @@ BEARER_INTERNAL int bearer_engine_cancel(bearer_transfer *t) {
   bearer_engine *e = t->engine;
   if (e == NULL || !e->threaded || engine_is_done(t)) return 1;
   __atomic_store_n(&t->cancel, 1, __ATOMIC_RELEASE);
-  curl_multi_wakeup(e->multi);
+  pthread_mutex_lock(&e->mu);
+  e->cancels = 1;
+  pthread_mutex_unlock(&e->mu);
+  engine_wake(e);
   return 0;
 }
 
@@ -426,7 +455,9 @@ static void engine_accept(bearer_engine *e) {
   for (;;) {
     int fd = accept4(e->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
-    if (e->n_conns >= ENGINE_MAX_CONNS) close(fd);
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = ENGINE_EV_CONN | (uint32_t)fd };
+    if (e->n_conns >= ENGINE_MAX_CONNS || epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+      close(fd);
     else e->conns[e->n_conns++] = fd;
   }
 }
@@ -437,7 +468,8 @@ static int engine_take_queue(bearer_engine *e) {
   bearer_transfer *q = e->queue;
   e->queue = NULL;
   e->woken = 0;   /* a start from now on finds the queue taken: it wakes */
-  int stop = e->stop;
+  int stop = e->stop, cancels = e->cancels;
+  e->cancels = 0;
   pthread_mutex_unlock(&e->mu);
   while (q != NULL) {
     bearer_transfer *t = q;
@@ -451,7 +483,7 @@ static int engine_take_queue(bearer_engine *e) {
     }
   }
   engine_size_cache(e);
-  for (bearer_transfer *t = e->running, *next; t != NULL; t = next) {
+  for (bearer_transfer *t = cancels ? e->running : NULL, *next; t != NULL; t = next) {
     next = t->next;
     if (__atomic_load_n(&t->cancel, __ATOMIC_ACQUIRE)) {
       engine_unlink(e, t, 1);
@@ -461,27 +493,76 @@ static int engine_take_queue(bearer_engine *e) {
   return stop;
 }
 
+/* libcurl's socket callback (engine thread, inside socket_action): keeps
+** the epoll set in step with the sockets libcurl wants watched. */
+static int engine_socket_cb(CURL *easy, curl_socket_t fd, int what, void *ud, void *sockp) {
+  bearer_engine *e = ud;
+  (void)easy;
+  (void)sockp;
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);   /* fails if already closed: fine */
+    return 0;
+  }
+  struct epoll_event ev = { .events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u)
+                                      | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u),
+                            .data.u64 = ENGINE_EV_CURL | (uint32_t)fd };
+  if (epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT)
+    epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev);
+  return 0;
+}
+
+/* libcurl's timer callback: when to run its timeouts (-1: none). */
+static int engine_timer_cb(CURLM *multi, long ms, void *ud) {
+  bearer_engine *e = ud;
+  (void)multi;
+  e->timer_at = ms < 0 ? -1.0 : engine_now() + (double)ms / 1000.0;
+  return 0;
+}
+
+/* The engine thread: libcurl driven by socket_action on an epoll set that
+** also holds the wake eventfd and the engine socket's connections, so a
+** loop costs work only for what is ready (curl_multi_perform and
+** curl_multi_poll walk every transfer in flight, each loop). */
 static void *engine_thread_main(void *ud) {
   bearer_engine *e = ud;
-  struct curl_waitfd fds[ENGINE_MAX_CONNS + 1];
+  struct epoll_event evs[64];
+  int still;
   for (;;) {
-    size_t nfds = 0;
-    fds[nfds].fd = e->listen_fd;
-    fds[nfds].events = CURL_WAIT_POLLIN;
-    fds[nfds++].revents = 0;
-    for (size_t i = 0; i < e->n_conns; i++) {
-      fds[nfds].fd = e->conns[i];
-      fds[nfds].events = CURL_WAIT_POLLIN;
-      fds[nfds++].revents = 0;
+    int wait = 1000;
+    if (e->timer_at >= 0) {
+      double ms = (e->timer_at - engine_now()) * 1000.0;
+      wait = ms <= 0 ? 0 : ms >= 1000 ? 1000 : (int)ms + 1;
     }
-    curl_multi_poll(e->multi, fds, (unsigned)nfds, 1000, NULL);
+    int n = epoll_wait(e->epfd, evs, 64, wait);
+    for (int i = 0; i < n; i++) {
+      uint64_t tag = evs[i].data.u64 & ENGINE_EV_MASK;
+      int fd = (int)(uint32_t)evs[i].data.u64;
+      uint32_t ev = evs[i].events;
+      if (tag == ENGINE_EV_CURL) {
+        int mask = ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) ? CURL_CSELECT_IN : 0)
+                   | ((ev & EPOLLOUT) ? CURL_CSELECT_OUT : 0)
+                   | ((ev & EPOLLERR) ? CURL_CSELECT_ERR : 0);
+        curl_multi_socket_action(e->multi, fd, mask, &still);
+      } else if (tag == ENGINE_EV_WAKE) {
+        uint64_t v;
+        ssize_t r = read(e->wake_fd, &v, sizeof(v));
+        (void)r;
+      } else if (tag == ENGINE_EV_LISTEN) {
+        engine_accept(e);
+      } else {
+        for (size_t k = 0; k < e->n_conns; k++)
+          if (e->conns[k] == fd) {
+            engine_conn_read(e, k);
+            break;
+          }
+      }
+    }
     if (engine_take_queue(e)) break;
-    /* fds[k] is connection k - 1 as polled: only a read drops one (the
-    ** last moves into its slot), so walking down keeps the rest in place */
-    for (size_t k = nfds; k-- > 1;)
-      if (fds[k].revents) engine_conn_read(e, k - 1);
-    if (fds[0].revents) engine_accept(e);
-    engine_perform(e);
+    if (e->timer_at >= 0 && engine_now() >= e->timer_at) {
+      e->timer_at = -1.0;   /* before the call: libcurl may set the next one */
+      curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+    }
+    engine_collect(e);
     engine_flush(e);
   }
   return NULL;
@@ -515,6 +596,27 @@ static int engine_thread_lua(lua_State *L) {
     rmdir(e->dir);
     return luaL_error(L, "engine_thread: unix socket %s: %s", e->path, strerror(err));
   }
+  int epfd = epoll_create1(EPOLL_CLOEXEC);
+  int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  struct epoll_event ev_wake = { .events = EPOLLIN, .data.u64 = ENGINE_EV_WAKE | (uint32_t)wake_fd };
+  struct epoll_event ev_listen = { .events = EPOLLIN, .data.u64 = ENGINE_EV_LISTEN | (uint32_t)fd };
+  if (epfd < 0 || wake_fd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, wake_fd, &ev_wake) != 0
+      || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev_listen) != 0) {
+    int err = errno;
+    if (epfd >= 0) close(epfd);
+    if (wake_fd >= 0) close(wake_fd);
+    close(fd);
+    unlink(e->path);
+    rmdir(e->dir);
+    return luaL_error(L, "engine_thread: epoll: %s", strerror(err));
+  }
+  e->epfd = epfd;
+  e->wake_fd = wake_fd;
+  e->timer_at = -1.0;
+  curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, engine_socket_cb);
+  curl_multi_setopt(e->multi, CURLMOPT_SOCKETDATA, e);
+  curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, engine_timer_cb);
+  curl_multi_setopt(e->multi, CURLMOPT_TIMERDATA, e);
   e->subscriber = -1;
   e->n_conns = 0;
   e->listen_fd = fd;
@@ -525,7 +627,11 @@ static int engine_thread_lua(lua_State *L) {
   if (pthread_create(&e->thread, NULL, engine_thread_main, e) != 0) {
     e->threaded = 0;
     close(fd);
-    e->listen_fd = -1;
+    close(epfd);
+    close(wake_fd);
+    e->listen_fd = e->epfd = e->wake_fd = -1;
+    curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+    curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, NULL);
     unlink(e->path);
     rmdir(e->dir);
     return luaL_error(L, "engine_thread: pthread_create failed");
@@ -542,14 +648,16 @@ static void engine_stop_thread(bearer_engine *e) {
     pthread_mutex_lock(&e->mu);
     e->stop = 1;
     pthread_mutex_unlock(&e->mu);
-    curl_multi_wakeup(e->multi);
+    engine_wake(e);
     pthread_join(e->thread, NULL);
     while (e->n_conns > 0) engine_conn_drop(e, e->n_conns - 1);
     close(e->listen_fd);
+    close(e->epfd);
+    close(e->wake_fd);
     unlink(e->path);
     rmdir(e->dir);
   }
-  e->listen_fd = -1;
+  e->listen_fd = e->epfd = e->wake_fd = -1;
   e->subscriber = -1;
   e->n_conns = 0;
   free(e->out);
