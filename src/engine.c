@@ -77,8 +77,8 @@ struct bearer_engine {
   pthread_mutex_t mu;
   pthread_cond_t done_cv;   /* a transfer finished (blocking waits) */
   bearer_transfer *queue;   /* started, not yet on the multi (guarded) */
-  int woken;                /* a wakeup is owed for the queue (guarded): the starts
-                            ** of one event-loop turn cost one wakeup, not one each */
+  int woken;                /* the engine thread is awake or woken (guarded): a start
+                            ** writes the eventfd only when it is about to sleep */
   int cancels;              /* close() asked to abort some transfer (guarded) */
   int *unref;               /* refs of finished transfers (guarded) */
   size_t n_unref, cap_unref;
@@ -467,7 +467,6 @@ static int engine_take_queue(bearer_engine *e) {
   pthread_mutex_lock(&e->mu);
   bearer_transfer *q = e->queue;
   e->queue = NULL;
-  e->woken = 0;   /* a start from now on finds the queue taken: it wakes */
   int stop = e->stop, cancels = e->cancels;
   e->cancels = 0;
   pthread_mutex_unlock(&e->mu);
@@ -506,8 +505,10 @@ static int engine_socket_cb(CURL *easy, curl_socket_t fd, int what, void *ud, vo
   struct epoll_event ev = { .events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u)
                                       | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u),
                             .data.u64 = ENGINE_EV_CURL | (uint32_t)fd };
-  if (epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT)
-    epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev);
+  /* libcurl says REMOVE whenever a connection goes idle into its cache, so
+  ** most calls here are a socket's first: add, and change only if known */
+  if (epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
+    epoll_ctl(e->epfd, EPOLL_CTL_MOD, fd, &ev);
   return 0;
 }
 
@@ -523,13 +524,24 @@ static int engine_timer_cb(CURLM *multi, long ms, void *ud) {
 ** also holds the wake eventfd and the engine socket's connections, so a
 ** loop costs work only for what is ready (curl_multi_perform and
 ** curl_multi_poll walk every transfer in flight, each loop). */
+/* Whether the engine thread may block in epoll_wait: nothing queued since
+** it last looked. From here on a start wakes it. */
+static int engine_may_sleep(bearer_engine *e) {
+  pthread_mutex_lock(&e->mu);
+  int idle = e->queue == NULL && !e->cancels && !e->stop;
+  if (idle) e->woken = 0;
+  pthread_mutex_unlock(&e->mu);
+  return idle;
+}
+
 static void *engine_thread_main(void *ud) {
   bearer_engine *e = ud;
   struct epoll_event evs[64];
   int still;
   for (;;) {
     int wait = 1000;
-    if (e->timer_at >= 0) {
+    if (!engine_may_sleep(e)) wait = 0;
+    else if (e->timer_at >= 0) {
       double ms = (e->timer_at - engine_now()) * 1000.0;
       wait = ms <= 0 ? 0 : ms >= 1000 ? 1000 : (int)ms + 1;
     }
