@@ -20,7 +20,11 @@
 **   (a line "s"): the engine writes the token of every finished transfer
 **   to it as a line, in one write per loop, and the reader wakes the
 **   handler waiting for that token (an ngx.semaphore). No OS thread is
-**   held per call in flight, and nothing polls.
+**   held per call in flight, and nothing polls. The thread sleeps in
+**   epoll_wait on libcurl's sockets (socket_action: a loop costs work for
+**   what is ready, not for every transfer in flight), the engine socket
+**   and an eventfd; a start writes that eventfd only when the thread is
+**   about to sleep, so the calls of one busy moment cost one wakeup.
 ** In neither way does Lua run while libcurl is on the stack; the engine
 ** never calls Lua at all.
 **
