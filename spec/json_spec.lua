@@ -44,6 +44,24 @@ describe("bearer.json.decode #unit", function()
     assert.equal("caf\195\169", json.decode('"caf\195\169"'))   -- raw UTF-8 passes through
   end)
 
+  it("tells every byte apart at every place in a string (the 16-byte scan and its tail)", function()
+    for b = 0, 255 do
+      if b ~= 92 then   -- a backslash starts an escape: the test above
+        for pos = 1, 40 do
+          local text = '"' .. ("a"):rep(pos - 1) .. string.char(b) .. ("b"):rep(40 - pos) .. '"'
+          local s, err = json.decode(text)
+          if b < 0x20 then
+            assert.truthy(err and err:find("control character", 1, true), text)
+          elseif b == 34 then
+            assert.is_nil(s, text)
+          else
+            assert.equal(text:sub(2, -2), s)
+          end
+        end
+      end
+    end
+  end)
+
   it("keeps the last of a repeated member name", function()
     assert.same({ a = 2 }, json.decode('{"a":1,"a":2}'))
     assert.same({}, json.decode('{"a":1,"a":null}'))

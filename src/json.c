@@ -31,6 +31,9 @@
 #include <locale.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "bearer.h"
 
@@ -122,6 +125,27 @@ static void json_add_utf8(luaL_Buffer *b, unsigned cp) {
   luaL_addlstring(b, u, n);
 }
 
+/* The first byte at or after p (before end) that is not plain: SSE2 looks
+** at 16 bytes per step where the compiler targets it (every x86-64), the
+** table finishes; on a 34 KB page this scan was 10 % of the decode. */
+static const unsigned char *json_scan_plain(const unsigned char *p, const unsigned char *end) {
+#ifdef __SSE2__
+  const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+  const __m128i flip = _mm_set1_epi8((char)0x80), space = _mm_set1_epi8((char)(0x20 ^ 0x80));
+  while (end - p >= 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    /* control bytes: v < 0x20 unsigned, as a signed compare after flipping the top bit */
+    __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                _mm_cmplt_epi8(_mm_xor_si128(v, flip), space));
+    int mask = _mm_movemask_epi8(stop);
+    if (mask) return p + __builtin_ctz((unsigned)mask);
+    p += 16;
+  }
+#endif
+  while (p < end && json_plain[*p]) p++;
+  return p;
+}
+
 /* One \uXXXX (or a surrogate pair of them) at r->p, just past the 'u'. */
 static int json_unicode_escape(json_reader *r, luaL_Buffer *b) {
   unsigned cp, lo;
@@ -148,7 +172,7 @@ static int json_escaped_string(lua_State *L, json_reader *r, const unsigned char
   luaL_addlstring(&b, (const char *)from, (size_t)(r->p - from));
   for (;;) {
     const unsigned char *run = r->p;
-    while (r->p < r->end && json_plain[*r->p]) r->p++;
+    r->p = json_scan_plain(r->p, r->end);
     luaL_addlstring(&b, (const char *)run, (size_t)(r->p - run));
     if (r->p >= r->end) return json_fail(r, "unterminated string");
     if (*r->p == '"') break;
@@ -180,7 +204,7 @@ static int json_escaped_string(lua_State *L, json_reader *r, const unsigned char
 ** are pushed straight from the body, without a copy. */
 static int json_string(lua_State *L, json_reader *r) {
   const unsigned char *from = ++r->p;
-  while (r->p < r->end && json_plain[*r->p]) r->p++;
+  r->p = json_scan_plain(r->p, r->end);
   if (r->p >= r->end) return json_fail(r, "unterminated string");
   if (*r->p == '"') {
     lua_pushlstring(L, (const char *)from, (size_t)(r->p - from));
