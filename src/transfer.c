@@ -42,6 +42,8 @@
 /* Response header bytes we accept: below libcurl's own limit (300 KiB in
 ** 7.88), so an oversized block is ours to report, as too_large. */
 #define TRANSFER_HEAD_MAX (256 * 1024)
+/* The most a declared Content-Length reserves for a body before it comes. */
+#define TRANSFER_RESERVE_MAX (4 * 1024 * 1024)
 
 /* {====================================================== buffers */
 
@@ -62,6 +64,15 @@ static int transfer_buf_add(bearer_buf *b, const char *p, size_t n) {
   }
   memcpy(b->p + b->n, p, n);
   b->n += n;
+  return 0;
+}
+
+/* Room for cap bytes before the first add (the buffer is empty). */
+static int transfer_buf_reserve(bearer_buf *b, size_t cap) {
+  if (b->p != NULL || cap == 0) return 0;
+  b->p = malloc(cap);
+  if (b->p == NULL) return -1;
+  b->cap = cap;
   return 0;
 }
 
@@ -96,6 +107,19 @@ static size_t transfer_on_body(char *p, size_t size, size_t nmemb, void *ud) {
       }
       t->sunk += (curl_off_t)n;
       return n;
+    }
+  }
+  if (t->body.p == NULL) {
+    /* A declared length sizes the body's buffer at once: a 34 KB page grown
+    ** by doubling was copied and wiped three times over. Only up to the
+    ** cap on what may come and TRANSFER_RESERVE_MAX, so a length a server
+    ** claims and never sends costs little. */
+    curl_off_t cl = -1;
+    curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    if (cl > (curl_off_t)n && cl <= t->limit && cl <= TRANSFER_RESERVE_MAX &&
+        transfer_buf_reserve(&t->body, (size_t)cl) != 0) {
+      t->stop = BEARER_STOP_NO_MEMORY;
+      return 0;
     }
   }
   if (transfer_buf_add(&t->body, p, n) != 0) {
