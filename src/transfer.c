@@ -47,7 +47,10 @@
 
 static int transfer_buf_add(bearer_buf *b, const char *p, size_t n) {
   if (b->n + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 16384;
+    /* First block sized for what came, at least a typical header block:
+    ** most API answers fit in one, and a fixed 16 KiB per buffer was most
+    ** of a small call's heap churn. */
+    size_t cap = b->cap ? b->cap : n > 1024 ? n : 1024;
     while (cap < b->n + n) cap *= 2;
     /* No realloc: the old block may hold response secrets, wipe it first. */
     char *q = malloc(cap);
