@@ -60,9 +60,11 @@ build = {
     ["bearer.overten"] = "lua/bearer/overten.lua",
     ["bearer.overten.admin"] = "lua/bearer/overten/admin.lua",
     ["bearer.overten.endpoints"] = "lua/bearer/overten/endpoints.lua",
+    ["bearer.overten.schemes"] = "lua/bearer/overten/schemes.lua",
     ["bearer.overten.webhook"] = "lua/bearer/overten/webhook.lua",
     ["bearer.optiverse"] = "lua/bearer/optiverse.lua",
     ["bearer.optiverse.endpoints"] = "lua/bearer/optiverse/endpoints.lua",
+    ["bearer.optiverse.schemes"] = "lua/bearer/optiverse/schemes.lua",
     -- LuaCATS stubs of the declared endpoints' methods (---@meta: editors
     -- read them from the installed tree; `make types` writes them)
     ["bearer.types.overten"] = "lua/bearer/types/overten.lua",

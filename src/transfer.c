@@ -49,7 +49,10 @@
 
 static int transfer_buf_add(bearer_buf *b, const char *p, size_t n) {
   if (b->n + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 16384;
+    /* First block sized for what came, at least a typical header block:
+    ** most API answers fit in one, and a fixed 16 KiB per buffer was most
+    ** of a small call's heap churn. */
+    size_t cap = b->cap ? b->cap : n > 1024 ? n : 1024;
     while (cap < b->n + n) cap *= 2;
     /* No realloc: the old block may hold response secrets, wipe it first. */
     char *q = malloc(cap);
@@ -502,6 +505,17 @@ BEARER_INTERNAL void bearer_transfer_complete(bearer_transfer *t, CURLcode rc) {
   __atomic_store_n(&t->state, BEARER_T_DONE, __ATOMIC_RELEASE);
 }
 
+/* What came back, once it is in Lua strings (the result is pushed) or the
+** transfer goes. Not left to __gc: Lua's collector counts only the small
+** userdata, so a loop of calls would pile up these blocks between cycles
+** (the peak-RSS row of make bench). */
+static void transfer_free_buffers(bearer_transfer *t) {
+  transfer_buf_free(&t->body);
+  transfer_buf_free(&t->head);
+  transfer_buf_free(&t->trace_out);
+  transfer_buf_free(&t->trace_in);
+}
+
 static int transfer_gc(lua_State *L) {
   bearer_transfer *t = luaL_checkudata(L, 1, BEARER_TRANSFER_MT);
   if (t->state == BEARER_T_CLOSED) return 0;
@@ -509,10 +523,7 @@ static int transfer_gc(lua_State *L) {
     return 0;   /* a threaded engine aborts it; it is freed once done */
   bearer_transfer_release(t);
   transfer_release_cred(t);
-  transfer_buf_free(&t->body);
-  transfer_buf_free(&t->head);
-  transfer_buf_free(&t->trace_out);
-  transfer_buf_free(&t->trace_in);
+  transfer_free_buffers(t);
   free(t->sink_path);
   t->sink_path = NULL;
   if (t->state != BEARER_T_DONE) t->rc = CURLE_ABORTED_BY_CALLBACK;
@@ -765,6 +776,7 @@ BEARER_INTERNAL int bearer_transfer_push_result(lua_State *L, bearer_transfer *t
     n = 1;
   }
   transfer_release_cred(t);
+  transfer_free_buffers(t);
   return n;
 }
 
@@ -780,8 +792,7 @@ static int transfer_done(lua_State *L) {
   return 1;
 }
 
-/* t:result() -> response | nil, err; once, after done(). The buffers go
-** with the transfer (close or __gc). */
+/* t:result() -> response | nil, err; once, after done(). */
 static int transfer_result(lua_State *L) {
   bearer_transfer *t = transfer_check(L);
   if (!bearer_engine_done(t) || t->state != BEARER_T_DONE)
