@@ -35,7 +35,7 @@ build = {
   modules = {
     ["bearer.core"] = {
       sources = { "src/core.c", "src/key.c", "src/client.c", "src/transfer.c", "src/engine.c",
-                  "src/crypto.c", "src/error.c", "src/redact.c", "src/vault.c", "src/redis.c" },
+                  "src/crypto.c", "src/error.c", "src/redact.c", "src/json.c", "src/vault.c", "src/redis.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto", "pthread" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
@@ -60,9 +60,11 @@ build = {
     ["bearer.overten"] = "lua/bearer/overten.lua",
     ["bearer.overten.admin"] = "lua/bearer/overten/admin.lua",
     ["bearer.overten.endpoints"] = "lua/bearer/overten/endpoints.lua",
+    ["bearer.overten.schemes"] = "lua/bearer/overten/schemes.lua",
     ["bearer.overten.webhook"] = "lua/bearer/overten/webhook.lua",
     ["bearer.optiverse"] = "lua/bearer/optiverse.lua",
     ["bearer.optiverse.endpoints"] = "lua/bearer/optiverse/endpoints.lua",
+    ["bearer.optiverse.schemes"] = "lua/bearer/optiverse/schemes.lua",
     -- LuaCATS stubs of the declared endpoints' methods (---@meta: editors
     -- read them from the installed tree; `make types` writes them)
     ["bearer.types.overten"] = "lua/bearer/types/overten.lua",

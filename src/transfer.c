@@ -42,12 +42,17 @@
 /* Response header bytes we accept: below libcurl's own limit (300 KiB in
 ** 7.88), so an oversized block is ours to report, as too_large. */
 #define TRANSFER_HEAD_MAX (256 * 1024)
+/* The most a declared Content-Length reserves for a body before it comes. */
+#define TRANSFER_RESERVE_MAX (4 * 1024 * 1024)
 
 /* {====================================================== buffers */
 
 static int transfer_buf_add(bearer_buf *b, const char *p, size_t n) {
   if (b->n + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 16384;
+    /* First block sized for what came, at least a typical header block:
+    ** most API answers fit in one, and a fixed 16 KiB per buffer was most
+    ** of a small call's heap churn. */
+    size_t cap = b->cap ? b->cap : n > 1024 ? n : 1024;
     while (cap < b->n + n) cap *= 2;
     /* No realloc: the old block may hold response secrets, wipe it first. */
     char *q = malloc(cap);
@@ -62,6 +67,15 @@ static int transfer_buf_add(bearer_buf *b, const char *p, size_t n) {
   }
   memcpy(b->p + b->n, p, n);
   b->n += n;
+  return 0;
+}
+
+/* Room for cap bytes before the first add (the buffer is empty). */
+static int transfer_buf_reserve(bearer_buf *b, size_t cap) {
+  if (b->p != NULL || cap == 0) return 0;
+  b->p = malloc(cap);
+  if (b->p == NULL) return -1;
+  b->cap = cap;
   return 0;
 }
 
@@ -96,6 +110,19 @@ static size_t transfer_on_body(char *p, size_t size, size_t nmemb, void *ud) {
       }
       t->sunk += (curl_off_t)n;
       return n;
+    }
+  }
+  if (t->body.p == NULL) {
+    /* A declared length sizes the body's buffer at once: a 34 KB page grown
+    ** by doubling was copied and wiped three times over. Only up to the
+    ** cap on what may come and TRANSFER_RESERVE_MAX, so a length a server
+    ** claims and never sends costs little. */
+    curl_off_t cl = -1;
+    curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    if (cl > (curl_off_t)n && cl <= t->limit && cl <= TRANSFER_RESERVE_MAX &&
+        transfer_buf_reserve(&t->body, (size_t)cl) != 0) {
+      t->stop = BEARER_STOP_NO_MEMORY;
+      return 0;
     }
   }
   if (transfer_buf_add(&t->body, p, n) != 0) {
@@ -478,6 +505,17 @@ BEARER_INTERNAL void bearer_transfer_complete(bearer_transfer *t, CURLcode rc) {
   __atomic_store_n(&t->state, BEARER_T_DONE, __ATOMIC_RELEASE);
 }
 
+/* What came back, once it is in Lua strings (the result is pushed) or the
+** transfer goes. Not left to __gc: Lua's collector counts only the small
+** userdata, so a loop of calls would pile up these blocks between cycles
+** (the peak-RSS row of make bench). */
+static void transfer_free_buffers(bearer_transfer *t) {
+  transfer_buf_free(&t->body);
+  transfer_buf_free(&t->head);
+  transfer_buf_free(&t->trace_out);
+  transfer_buf_free(&t->trace_in);
+}
+
 static int transfer_gc(lua_State *L) {
   bearer_transfer *t = luaL_checkudata(L, 1, BEARER_TRANSFER_MT);
   if (t->state == BEARER_T_CLOSED) return 0;
@@ -485,10 +523,7 @@ static int transfer_gc(lua_State *L) {
     return 0;   /* a threaded engine aborts it; it is freed once done */
   bearer_transfer_release(t);
   transfer_release_cred(t);
-  transfer_buf_free(&t->body);
-  transfer_buf_free(&t->head);
-  transfer_buf_free(&t->trace_out);
-  transfer_buf_free(&t->trace_in);
+  transfer_free_buffers(t);
   free(t->sink_path);
   t->sink_path = NULL;
   if (t->state != BEARER_T_DONE) t->rc = CURLE_ABORTED_BY_CALLBACK;
@@ -536,9 +571,37 @@ static void transfer_classify(CURLcode rc, const char **kind, const char **code)
 ** block counts (a 100 Continue or a proxy's CONNECT answer come first). A
 ** repeated header's values are joined with ", " as HTTP allows, in one
 ** pass over a list per name (no concatenation per repeat). */
+/* Header lines of the last response in head (a bound for its table). */
+static int transfer_count_lines(const bearer_buf *head) {
+  int n = 0;
+  for (const char *p = head->p, *end = head->p + head->n; p < end; n++) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (nl == NULL) break;
+    p = nl + 1;
+  }
+  return n;
+}
+
+/* Pushes the lower-cased name s[0..n) (an interned short string). */
+static void transfer_push_lower(lua_State *L, const char *s, size_t n) {
+  char small[64];
+  if (n <= sizeof small) {
+    for (size_t k = 0; k < n; k++) small[k] = (char)tolower((unsigned char)s[k]);
+    lua_pushlstring(L, small, n);
+    return;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t k = 0; k < n; k++) luaL_addchar(&b, (char)tolower((unsigned char)s[k]));
+  luaL_pushresult(&b);
+}
+
 static void transfer_push_headers(lua_State *L, bearer_transfer *t) {
-  lua_newtable(L);   /* name -> value, or name -> { values } while repeated */
-  int tbl = lua_gettop(L), repeated = 0;
+  /* name -> value, or name -> { values } while repeated; sized once (a
+  ** table grown from empty rehashed five times for a dozen headers) */
+  int lines = transfer_count_lines(&t->head);
+  lua_createtable(L, 0, lines);
+  int tbl = lua_gettop(L), repeated = 0, named = 0;
   size_t i = 0;
   while (i < t->head.n) {
     const char *s = t->head.p + i;
@@ -546,18 +609,18 @@ static void transfer_push_headers(lua_State *L, bearer_transfer *t) {
     size_t len = nl ? (size_t)(nl - s) : t->head.n - i;
     i += len + 1;
     while (len > 0 && (s[len - 1] == '\r' || s[len - 1] == '\n')) len--;
-    if (len >= 5 && memcmp(s, "HTTP/", 5) == 0) {
-      lua_newtable(L);
-      lua_replace(L, tbl);
-      repeated = 0;
+    if (len >= 5 && memcmp(s, "HTTP/", 5) == 0) {   /* a new response: only its headers */
+      if (named) {
+        lua_createtable(L, 0, lines);
+        lua_replace(L, tbl);
+      }
+      repeated = named = 0;
       continue;
     }
     const char *colon = memchr(s, ':', len);
     if (colon == NULL || colon == s) continue;
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (const char *p = s; p < colon; p++) luaL_addchar(&b, (char)tolower((unsigned char)*p));
-    luaL_pushresult(&b);
+    named = 1;
+    transfer_push_lower(L, s, (size_t)(colon - s));
     const char *v = colon + 1, *e = s + len;
     while (v < e && (*v == ' ' || *v == '\t')) v++;
     while (e > v && (e[-1] == ' ' || e[-1] == '\t')) e--;
@@ -713,6 +776,7 @@ BEARER_INTERNAL int bearer_transfer_push_result(lua_State *L, bearer_transfer *t
     n = 1;
   }
   transfer_release_cred(t);
+  transfer_free_buffers(t);
   return n;
 }
 
@@ -728,8 +792,7 @@ static int transfer_done(lua_State *L) {
   return 1;
 }
 
-/* t:result() -> response | nil, err; once, after done(). The buffers go
-** with the transfer (close or __gc). */
+/* t:result() -> response | nil, err; once, after done(). */
 static int transfer_result(lua_State *L) {
   bearer_transfer *t = transfer_check(L);
   if (!bearer_engine_done(t) || t->state != BEARER_T_DONE)

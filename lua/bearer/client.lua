@@ -256,7 +256,12 @@ function M.new(opts, level)
   st.call_headers = call_headers(st.headers)
   st.log, st.level = log_setup(log)
   st.store_timeout = opts.connect_timeout
-  st.limiter = ratelimit.from_option(opts.rate_limit, h, limit_name(st), st.store_timeout)
+  -- The slots' name only for a limit: the key's fingerprint is the process's
+  -- first SHA-256, which sets up OpenSSL's digests (~0.3 MiB of RSS) that a
+  -- client without a limit never needs.
+  if opts.rate_limit ~= nil then
+    st.limiter = ratelimit.from_option(opts.rate_limit, h, limit_name(st), st.store_timeout)
+  end
   private[self] = st
   return self
 end

@@ -5,10 +5,11 @@
 --   local key, err = bearer.key.from_env("OVERTEN_API_KEY", { scheme = "overten" })
 --   local key, err = bearer.key.from_file(path [, { scheme = }])
 --
--- A scheme is data an API module declares in its endpoints table
--- (`schemes`): { name =, prefix =, alphabet = "alnum" | "urlsafe" |
--- "b64url" | "b64token", length = (of what follows the prefix), jwt =,
--- expect = (the rule in words) }. C checks a secret against the rule it is
+-- A scheme is data an API module declares in a module of its own
+-- (bearer.overten.schemes, also its endpoints' `schemes`): { name =,
+-- prefix =, alphabet = "alnum" | "urlsafe" | "b64url" | "b64token",
+-- length = (of what follows the prefix), jwt =, expect = (the rule in
+-- words) }. C checks a secret against the rule it is
 -- handed and knows no scheme by name. Without `scheme`, the first scheme
 -- whose prefix the secret has is used, else "token" (no format, only the
 -- header rules).
@@ -45,12 +46,14 @@ local M = {}
 
 -- Where each known scheme is declared, loaded on first use: a scheme name
 -- works without its API module required first, and detection sees every
--- scheme. A third API adds its line here, or calls bearer.key.register.
+-- scheme. The scheme lists are modules of their own (a key loads no
+-- endpoint tables). A third API adds its line here, or calls
+-- bearer.key.register.
 local HOMES = {
-  overten = "bearer.overten.endpoints",
-  webhook = "bearer.overten.endpoints",
-  firebase = "bearer.overten.endpoints",
-  optiverse = "bearer.optiverse.endpoints",
+  overten = "bearer.overten.schemes",
+  webhook = "bearer.overten.schemes",
+  firebase = "bearer.overten.schemes",
+  optiverse = "bearer.optiverse.schemes",
 }
 
 local rules = {}      -- name -> rule, as loaded or registered
@@ -81,7 +84,7 @@ local function check_rule(rule, level)
 end
 
 local function load_home(module)
-  for _, rule in ipairs(require(module).schemes or {}) do
+  for _, rule in ipairs(require(module)) do
     if rules[rule.name] == nil then
       check_rule(rule, 1)
       rules[rule.name] = rule

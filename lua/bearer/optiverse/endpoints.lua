@@ -8,11 +8,8 @@ local check = require "bearer.check"
 
 local M = { RECORDS_LIMIT = 100, SUMMARIES_LIMIT = 50 }
 
---- The key scheme of this API (bearer.key hands the rule to C).
-M.schemes = {
-  { name = "optiverse", prefix = "optiuser_v1_", alphabet = "urlsafe",
-    expect = "'optiuser_v1_' followed by URL-safe characters" },
-}
+--- The key scheme of this API (bearer.optiverse.schemes).
+M.schemes = require "bearer.optiverse.schemes"
 
 local TIME = { "time" }
 

@@ -10,15 +10,8 @@ local check = require "bearer.check"
 
 local M = {}
 
---- The key schemes of this API (bearer.key hands the rule to C).
-M.schemes = {
-  { name = "overten", prefix = "sk_live_", alphabet = "alnum", length = 28,
-    expect = "'sk_live_' followed by exactly 28 letters or digits" },
-  { name = "webhook", prefix = "whsec_", alphabet = "b64token",
-    expect = "'whsec_' followed by token characters" },
-  -- the admin endpoints' Firebase ID token: a JWT whose exp the client reads
-  { name = "firebase", prefix = "eyJ", jwt = true },
-}
+--- The key schemes of this API (bearer.overten.schemes).
+M.schemes = require "bearer.overten.schemes"
 
 local function text(max, required) return { "text", min = 1, max = max, required = required } end
 
