@@ -43,6 +43,30 @@ describe("the threaded transfer engine #integration", function()
     assert.matches("connect_failed=1000", out, 1, true)
   end)
 
+  -- A signal for the process (nginx's QUIT, HUP, USR1 when sent by kill,
+  -- SIGCHLD, SIGALRM) must run its handler on the thread running nginx's
+  -- event loop, never on the engine's.
+  it("starts its thread with the process's signals blocked", function()
+    local out, ok = threaded([[
+      local pid = io.open("/proc/self/stat"):read("n")
+      local p = io.popen("cat /proc/" .. pid .. "/task/*/status")
+      local text = p:read("a")
+      p:close()
+      for status in text:gmatch("Name:.-\nSigCgt:[^\n]*") do
+        if tonumber(status:match("\nPid:%s*(%d+)")) ~= pid then
+          print("engine thread blocks " .. status:match("\nSigBlk:%s*(%x+)"))
+        end
+      end
+    ]])
+    assert.is_true(ok, out)
+    local mask = out:match("engine thread blocks (%x+)")
+    assert.is_string(mask, out)
+    local low = tonumber(mask:sub(-8), 16)
+    for _, sig in ipairs{ 1, 2, 3, 10, 12, 13, 14, 15, 17, 28, 29 } do
+      assert.is_true(low & (1 << (sig - 1)) ~= 0, ("signal %d is not blocked (SigBlk %s)"):format(sig, mask))
+    end
+  end)
+
   it("aborts a running transfer on close() and frees it once the engine lets go", function()
     emu:fault{ path = "/echo/slow*", type = "slow", delay = 5, times = -1 }
     local out, ok = threaded(([[

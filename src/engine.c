@@ -37,6 +37,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -516,7 +517,16 @@ static int engine_thread_lua(lua_State *L) {
   pthread_cond_init(&e->done_cv, NULL);
   e->stop = 0;
   e->threaded = 1;
-  if (pthread_create(&e->thread, NULL, engine_thread_main, e) != 0) {
+  /* The thread starts with every signal blocked: a signal for the process
+  ** (nginx's own when sent by kill, SIGCHLD, SIGALRM) must run nginx's
+  ** handler on the worker's thread, whose event loop it interrupts, never
+  ** on this one, concurrently with the worker. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int started = pthread_create(&e->thread, NULL, engine_thread_main, e) == 0;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (!started) {
     e->threaded = 0;
     close(fd);
     e->listen_fd = -1;
