@@ -23,7 +23,7 @@ ALL_CFLAGS += -DBEARER_HIREDIS $(shell pkg-config --cflags hiredis)
 LIBS += $(shell pkg-config --libs hiredis)
 endif
 
-SRC = src/core.c src/key.c src/client.c src/transfer.c src/engine.c src/crypto.c src/error.c src/redact.c src/vault.c src/redis.c
+SRC = src/core.c src/key.c src/client.c src/transfer.c src/engine.c src/crypto.c src/error.c src/redact.c src/json.c src/vault.c src/redis.c
 HDR = src/bearer.h src/compat.h
 
 BUSTED ?= busted --lua=lua5.4
@@ -103,7 +103,7 @@ clean:
 # build/asan and build/fuzz, apart from the builds users load.
 SAN_CC ?= clang-14
 SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined
-FUZZ_TARGETS = key jwt redact webhook headers error_body
+FUZZ_TARGETS = key jwt redact webhook headers error_body json
 FUZZ_SECONDS ?= 60
 FUZZ_NET_COUNT ?= 100000
 

@@ -35,7 +35,7 @@ build = {
   modules = {
     ["bearer.core"] = {
       sources = { "src/core.c", "src/key.c", "src/client.c", "src/transfer.c", "src/engine.c",
-                  "src/crypto.c", "src/error.c", "src/redact.c", "src/vault.c", "src/redis.c" },
+                  "src/crypto.c", "src/error.c", "src/redact.c", "src/json.c", "src/vault.c", "src/redis.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto", "pthread" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },

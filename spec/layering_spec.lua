@@ -3,7 +3,7 @@
 -- surface and the hosts; every API module builds on that surface.
 local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]+$")) or "."
 
--- The surface (init, client, error, key) and the hosts (plain, nginx's and the
+-- The surface (init, client, error, key, json: the core's JSON reader) and the hosts (plain, nginx's and the
 -- code nginx's thread pool runs) with the ways they wait on the transfer
 -- engine (the scheduler of plain Lua, nginx's engine socket), and the
 -- stores hosts share through Redis (hiredis in the core: bearer.redis,
@@ -13,6 +13,7 @@ local MAY_REQUIRE_CORE = {
   ["lua/bearer/client.lua"] = true,
   ["lua/bearer/error.lua"] = true,
   ["lua/bearer/key.lua"] = true,
+  ["lua/bearer/json.lua"] = true,
   ["lua/bearer/host.lua"] = true,
   ["lua/bearer/ngx/init.lua"] = true,
   ["lua/bearer/ngx/thread.lua"] = true,

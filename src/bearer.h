@@ -195,6 +195,13 @@ BEARER_INTERNAL size_t bearer_vault_put(const bearer_key *k);
 
 /* }====================================================== */
 
+/* {====================================================== JSON (json.c) */
+
+/* core.json_decode: the reader behind bearer.json.decode. */
+BEARER_INTERNAL void bearer_json_open(lua_State *L);
+
+/* }====================================================== */
+
 /* {====================================================== redis (redis.c) */
 
 /* core.redis (whether hiredis is built in) and, with it, its functions. */

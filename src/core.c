@@ -142,6 +142,7 @@ BEARER_EXPORT int luaopen_bearer_core(lua_State *L) {
   bearer_engine_open(L);
   bearer_crypto_open(L);
   bearer_redact_open(L);
+  bearer_json_open(L);
   bearer_redis_open(L);
   return 1;
 }

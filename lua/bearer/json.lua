@@ -1,19 +1,19 @@
---- bearer.json: the one place JSON enters and leaves the SDK, on
--- lua-cjson's `cjson.safe` (decode returns nil, err instead of raising).
+--- bearer.json: the one place JSON enters and leaves the SDK: the core's
+-- reader for decoding, lua-cjson's `cjson.safe` for encoding.
 --
 -- lua-cjson is a run-time dependency bearer does not carry (the rockspec
 -- lists it; Debian's lua-cjson package serves 5.1 to 5.4 and LuaJIT). When
 -- it is missing, every module that needs JSON stops here with one line
 -- saying what to install, instead of the loader's list of every path tried.
 --
--- Debian's lua-cjson (2.1.0) has no array marker and decodes every number
--- as a float; this file owns both gaps, so every API module decodes and
--- encodes the same way:
---   decode: JSON nulls of objects removed (nulls inside arrays stay
---           cjson.null to keep lengths), integral numbers as Lua integers
---           where the Lua has them (5.3+);
---   encode: a table passed through `array(t)` goes out as `[...]`, also
---           when empty (cjson would write `{}`).
+-- Every API module decodes and encodes through here, the same way:
+--   decode: the core's reader (src/json.c): JSON nulls of objects removed
+--           (nulls inside arrays stay json.null to keep lengths), integers
+--           as Lua integers where the Lua has them (5.3+). Debian's
+--           lua-cjson (2.1.0) gave floats and kept nulls, and a second
+--           walk to fix both cost more than its decode was worth;
+--   encode: lua-cjson, and a table passed through `array(t)` goes out as
+--           `[...]`, also when empty (cjson would write `{}`).
 local ok, cjson = pcall(require, "cjson.safe")
 if not ok then
   local why = tostring(cjson)
@@ -25,10 +25,9 @@ if not ok then
   error("bearer: " .. why, 0)
 end
 
-local M = { null = cjson.null }
+local json_decode = require("bearer.core").json_decode
 
-local tointeger = math.tointeger       -- nil on 5.1 and LuaJIT: no integer subtype
-local INT_MAX = 2 ^ 53                 -- beyond this a float is not an exact count
+local M = { null = cjson.null }
 
 local arrays = setmetatable({}, { __mode = "k" })   -- tables marked by array()
 
@@ -91,73 +90,17 @@ function M.encode(v)
   return text
 end
 
--- Nulls out of objects, integral floats to integers, in place. It visits
--- every value of every decoded body (on a 34 KB page, ~40 % of the
--- decode's own time), so it is written for that: one type() per value,
--- through a local; arrays (cjson fills their array part, and an object's
--- keys are all strings, so # is 0 for it) walked by index instead of
--- next(); nulls looked for in objects only, where they go.
-local type, pairs, null = type, pairs, cjson.null
-
-local function integral(x)
-  if x == x and x > -INT_MAX and x < INT_MAX then return tointeger(x) end
-end
-
-local function normalise(v)
-  local n = #v
-  if n > 0 then
-    for i = 1, n do
-      local x = v[i]
-      local t = type(x)
-      if t == "table" then
-        normalise(x)
-      elseif t == "number" and tointeger then
-        local j = integral(x)
-        if j then v[i] = j end
-      end
-    end
-    return v
-  end
-  for k, x in pairs(v) do
-    local t = type(x)
-    if t == "table" then
-      normalise(x)
-    elseif t == "number" then
-      if tointeger then
-        local j = integral(x)
-        if j then v[k] = j end
-      end
-    elseif x == null then
-      v[k] = nil
-    end
-  end
-  return v
-end
-
---- Replaces JSON nulls in objects by absence (so `if t.next_cursor then`
--- means what it reads) and integral numbers by integers; in place, on a
--- document as cjson decodes it (objects keyed by strings, arrays that are
--- sequences).
----@param v any
----@return any v
-function M.normalise(v)
-  if type(v) ~= "table" then
-    if tointeger and type(v) == "number" and v == v and v > -INT_MAX and v < INT_MAX then
-      return tointeger(v) or v
-    end
-    return v
-  end
-  return normalise(v)
-end
-
---- The decoded, normalised document, or nil and cjson's reason.
+--- The decoded document, or nil and the reason (with the byte offset).
+-- Object members whose value is null are left out (so `if t.next_cursor
+-- then` means what it reads); a null inside an array stays `json.null`, so
+-- lengths hold. Numbers written as integers come back as Lua integers
+-- where the Lua has them (5.3+), and so does an integral number below 2^53
+-- written with a fraction or exponent (`1.0`, `1e3`). Strict RFC 8259;
+-- nesting deeper than 1000 is refused. The reader is the core's
+-- (src/json.c says why it is not lua-cjson's).
 ---@param text string
 ---@return any doc
 ---@return string|nil why
-function M.decode(text)
-  local doc, why = cjson.decode(text)
-  if doc == nil then return nil, why end
-  return M.normalise(doc)
-end
+function M.decode(text) return json_decode(text) end
 
 return M
