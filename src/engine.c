@@ -28,7 +28,9 @@
 ** no Lua references: a transfer nobody holds is collected and its __gc
 ** takes it out). The registry anchors the engine until the state closes;
 ** then whichever of an engine and its transfers is finalised first
-** unlinks the other. A forked child abandons the parent's
+** unlinks the other. Threaded, a running transfer is the engine thread's
+** until its state reads done (the last thing that thread writes to it):
+** the worker's thread neither frees it nor trusts its engine field before. A forked child abandons the parent's
 ** multi handle (its connections are the parent's) and fails the transfers
 ** the parent had in flight.
 */
