@@ -30,9 +30,9 @@
 ** then whichever of an engine and its transfers is finalised first
 ** unlinks the other. Threaded, a running transfer is the engine thread's
 ** until its state reads done (the last thing that thread writes to it):
-** the worker's thread neither frees it nor trusts its engine field before. A forked child abandons the parent's
-** multi handle (its connections are the parent's) and fails the transfers
-** the parent had in flight.
+** the worker's thread neither frees it nor trusts its engine field before.
+** A forked child abandons the parent's multi handle (its connections are
+** the parent's) and fails the transfers the parent had in flight.
 */
 #define _GNU_SOURCE
 #include <errno.h>
