@@ -3,9 +3,11 @@
 --   verify N        N x client:get("/api/v1/verify"), decoded (res.json.valid checked)
 --   pages P         P passes over the 100 list-records pages: client:get with a query,
 --                   decoded, every record walked, pagination.hasMore followed
---   decode P       the floor under `pages`: the 100 bodies fetched once, then P passes of
---                   lua-cjson's own decode over them (the same record walk; no transfer
---                   and none of bearer.json's work: what any Lua 5.4 client pays)
+--   decode P        the floor under `pages`: the 100 bodies fetched once, then P passes of
+--                   bearer.json.decode (the core's reader) over them, the same record walk,
+--                   no transfer
+--   cjson P         the same with lua-cjson's decode (what most Lua 5.4 clients pay; it
+--                   keeps nulls and gives floats, which bearer.json does not)
 --   gather N R      R rounds of N calls to /api/v1/slow (50 ms) at once, bearer.gather
 --   rss N           N sequential verify calls, VmRSS sampled 100 times: peak, and the mean
 --                   of the first and last 10 % of the samples (is it flat?)
@@ -18,7 +20,7 @@ local cjson = require "cjson.safe"
 local mode, n, rounds = arg[1], tonumber(arg[2]), tonumber(arg[3] or 1)
 local base, token = os.getenv("BENCH_URL"), os.getenv("BENCH_TOKEN")
 if not (mode and n and n > 0 and base and token) then
-  io.stderr:write("usage: BENCH_URL=.. BENCH_TOKEN=.. lua5.4 bearer_client.lua verify|pages|gather|rss N [ROUNDS]\n")
+  io.stderr:write("usage: BENCH_URL=.. BENCH_TOKEN=.. lua5.4 bearer_client.lua verify|pages|decode|cjson|gather|rss N [ROUNDS]\n")
   os.exit(2)
 end
 
@@ -72,7 +74,8 @@ elseif mode == "pages" then
     end
   end
   if records ~= n * 10000 then fail("records: " .. records) end
-elseif mode == "decode" then
+elseif mode == "decode" or mode == "cjson" then
+  local decode = mode == "cjson" and cjson.decode or require("bearer.json").decode
   local bodies = {}
   for i = 1, 100 do
     local res, err = c:get("/external-api/v1/list-records", { query = { limit = 100, offset = (i - 1) * 100 } })
@@ -83,7 +86,7 @@ elseif mode == "decode" then
   local records = 0
   for _ = 1, n do
     for i = 1, #bodies do
-      local doc = cjson.decode(bodies[i])
+      local doc = decode(bodies[i])
       for _, rec in ipairs(doc.data) do
         if type(rec.recordId) == "string" then records = records + 1 end
       end

@@ -111,6 +111,30 @@ describe("hardening #integration", function()
       end
     end)
 
+    it("judges each URL by its own host after a call to a loopback origin", function()
+      -- the C client remembers the origin it last checked; a URL that only
+      -- begins like it must still be parsed and refused
+      local core = require "bearer.core"
+      local h = core.client_new{ key = bearer.key(KEY) }
+      assert(h:perform("GET", emu.url .. "/echo/first", {}, nil, {}))
+      local origin = emu.url:match("^(http://[^/]+)")
+      for _, url in ipairs{ origin .. ".example/x", origin .. "@example.org/x",
+                            origin .. "\\@example.org/x", "HTTP" .. origin:sub(5) .. ".example/x" } do
+        local res, err = h:perform("GET", url, {}, nil, {})
+        assert.is_nil(res, url)
+        assert.equal("config", err.kind, url)
+        assert.is_true(err.code == "insecure_transport" or err.code == "bad_url", url)
+      end
+      -- a bad byte after the origin still gets libcurl's verdict on the URL
+      local res, err = h:perform("GET", emu.url .. "/a b", {}, nil, {})
+      assert.is_nil(res)
+      assert.equal("bad_url", err.code)
+      res = assert(h:perform("GET", emu.url .. "/echo/again?q=1", {}, nil, {}))
+      assert.equal(200, res.status)
+      assert.equal(2, #emu:requests())
+      h:close()
+    end)
+
     it("still sends the key to 127.0.0.1, localhost and an IPv4-mapped loopback", function()
       local port = emu.url:match(":(%d+)$")
       for _, host in ipairs{ "127.0.0.1", "localhost" } do

@@ -67,7 +67,7 @@ describe("bearer.json.decode #unit", function()
     assert.same({}, json.decode('{"a":1,"a":null}'))
   end)
 
-  it("builds containers of any size (members past the reader's chunk of 256)", function()
+  it("builds containers of any size, past the size it guessed from their siblings", function()
     local items, members, want_obj = {}, {}, {}
     for i = 1, 1000 do
       items[i] = tostring(i)

@@ -9,9 +9,8 @@
 ** and its decode grows every table from empty, one rehash per doubling.
 ** Measured on a 34 KB records page (issue 9's pages row): cjson's decode
 ** alone cost 5.1x the raw transfer, the walk 1.3x more. This reader builds
-** the document bearer.json promises in one pass and creates each table at
-** its final size: its members wait on the Lua stack until the closing
-** bracket, then go in at once.
+** the document bearer.json promises in one pass and creates the tables of
+** a page's records at their final size (see json_guess).
 **
 ** What it returns (the rules bearer.json documents):
 **   - an object member whose value is null is left out (`if t.x then`
@@ -39,16 +38,17 @@
 
 /* cjson's default decode depth; a hostile body cannot take the C stack. */
 #define JSON_MAX_DEPTH 1000
-/* Members one container keeps on the Lua stack before it creates its table
-** and moves them in; with JSON_MAX_DEPTH open containers the stack stays
-** well under LUAI_MAXSTACK (2 slots a member for objects). */
-#define JSON_CHUNK 256
+/* Depths whose containers' sizes are remembered (see json_guess), and the
+** largest size guessed. */
+#define JSON_SHAPE_DEPTH 16
+#define JSON_GUESS_MAX 1024
 
 typedef struct {
   const unsigned char *p, *end, *start;
   int depth;
   const char *why; /* static text of the first refusal */
   size_t at;       /* its byte offset */
+  int shape[2][JSON_SHAPE_DEPTH]; /* [0] arrays, [1] objects: last size by depth */
 } json_reader;
 
 static int json_fail(json_reader *r, const char *why) {
@@ -305,39 +305,38 @@ static int json_number(lua_State *L, json_reader *r) {
 /* {====================================================== containers */
 
 /*
-** Arrays and objects push their members on the stack above `base` (the
-** slot below the container's first member); every JSON_CHUNK members, and
-** at the closing bracket, the members move into the table, which is
-** created the first time at the size counted so far and sits at base+1.
+** A container's table is created at its opening bracket and filled as its
+** members are read. Its size is a guess: the size of the last container of
+** the same kind at the same depth (the records of a page share a shape),
+** so a page's tables are created at their final size and never rehashed.
+** A wrong guess costs only Lua's usual growth. The guess is what the last
+** one held, never more than JSON_GUESS_MAX, so a body cannot make the
+** reader reserve much more than bodies of its size hold anyway.
 */
 
-static void json_array_flush(lua_State *L, int base, int *table, int pending,
-                             lua_Integer *filled) {
-  if (!*table) {
-    lua_createtable(L, pending, 0);
-    lua_insert(L, base + 1);
-    *table = 1;
-  }
-  for (int i = pending; i >= 1; i--) lua_rawseti(L, base + 1, *filled + i);
-  *filled += pending;
+static int json_guess(const json_reader *r, int object) {
+  return r->depth < JSON_SHAPE_DEPTH ? r->shape[object][r->depth] : 0;
+}
+
+static void json_remember(json_reader *r, int object, lua_Integer n) {
+  if (r->depth < JSON_SHAPE_DEPTH)
+    r->shape[object][r->depth] = n < JSON_GUESS_MAX ? (int)n : JSON_GUESS_MAX;
 }
 
 static int json_array(lua_State *L, json_reader *r) {
-  int base = lua_gettop(L), table = 0, pending = 0;
-  lua_Integer filled = 0;
+  lua_Integer n = 0;
   r->p++;
+  lua_createtable(L, json_guess(r, 0), 0);
+  int t = lua_gettop(L);
   json_skip_space(r);
   if (r->p < r->end && *r->p == ']') {
     r->p++;
-    lua_createtable(L, 0, 0);
+    json_remember(r, 0, 0);
     return 1;
   }
   for (;;) {
     if (!json_value(L, r)) return 0;
-    if (++pending == JSON_CHUNK) {
-      json_array_flush(L, base, &table, pending, &filled);
-      pending = 0;
-    }
+    lua_rawseti(L, t, ++n);
     json_skip_space(r);
     if (r->p >= r->end) return json_fail(r, "unterminated array");
     if (*r->p == ']') break;
@@ -346,57 +345,46 @@ static int json_array(lua_State *L, json_reader *r) {
     json_skip_space(r);
   }
   r->p++;
-  json_array_flush(L, base, &table, pending, &filled);
+  json_remember(r, 0, n);
   return 1;
 }
 
-/* Members go in first to last, so a repeated name keeps its last value. */
-static void json_object_flush(lua_State *L, int base, int *table, int pending) {
-  if (!*table) {
-    lua_createtable(L, 0, pending);
-    lua_insert(L, base + 1);
-    *table = 1;
-  }
-  int first = base + 2;
-  for (int i = 0; i < pending; i++) {
-    int k = first + 2 * i, v = k + 1;
-    lua_pushvalue(L, k);
-    if (lua_islightuserdata(L, v)) { /* null: out, also if named before */
-      lua_rawget(L, base + 1);
-      int named = !lua_isnil(L, -1);
-      lua_pop(L, 1);
-      if (!named) continue;
-      lua_pushvalue(L, k);
-      lua_pushnil(L);
-    } else {
-      lua_pushvalue(L, v);
-    }
-    lua_rawset(L, base + 1);
-  }
-  lua_settop(L, base + 1);
-}
-
+/* Members go in as they are read, so a repeated name keeps its last value;
+** a null one is left out, and takes out a value the name had before. */
 static int json_object(lua_State *L, json_reader *r) {
-  int base = lua_gettop(L), table = 0, pending = 0;
+  lua_Integer n = 0;
   r->p++;
+  lua_createtable(L, 0, json_guess(r, 1));
+  int t = lua_gettop(L);
   json_skip_space(r);
   if (r->p < r->end && *r->p == '}') {
     r->p++;
-    lua_createtable(L, 0, 0);
+    json_remember(r, 1, 0);
     return 1;
   }
   for (;;) {
     if (r->p >= r->end || *r->p != '"') return json_fail(r, "expected a member name in object");
-    if (!lua_checkstack(L, 4)) return json_fail(r, "document too large");
     if (!json_string(L, r)) return 0;
     json_skip_space(r);
     if (r->p >= r->end || *r->p != ':') return json_fail(r, "expected ':' in object");
     r->p++;
     json_skip_space(r);
     if (!json_value(L, r)) return 0;
-    if (++pending == JSON_CHUNK) {
-      json_object_flush(L, base, &table, pending);
-      pending = 0;
+    if (lua_islightuserdata(L, -1)) { /* null */
+      lua_pop(L, 1);
+      lua_pushvalue(L, -1);
+      lua_rawget(L, t);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 2);
+      } else {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_rawset(L, t);
+        n--;
+      }
+    } else {
+      lua_rawset(L, t);
+      n++;
     }
     json_skip_space(r);
     if (r->p >= r->end) return json_fail(r, "unterminated object");
@@ -406,7 +394,7 @@ static int json_object(lua_State *L, json_reader *r) {
     json_skip_space(r);
   }
   r->p++;
-  json_object_flush(L, base, &table, pending);
+  json_remember(r, 1, n);
   return 1;
 }
 
@@ -423,12 +411,13 @@ static int json_literal(json_reader *r, const char *word, size_t n) {
 ** with r->why set and the stack left for the caller to reset. */
 static int json_value(lua_State *L, json_reader *r) {
   if (r->p >= r->end) return json_fail(r, "unexpected end of document");
-  if (!lua_checkstack(L, 3)) return json_fail(r, "document too large");
   switch (*r->p) {
     case '"': return json_string(L, r);
     case '{':
     case '[': {
       if (++r->depth > JSON_MAX_DEPTH) return json_fail(r, "nested too deeply");
+      /* a container holds its table, a name, a value and a lookup */
+      if (!lua_checkstack(L, 4)) return json_fail(r, "document too large");
       int ok = *r->p == '{' ? json_object(L, r) : json_array(L, r);
       r->depth--;
       return ok;
@@ -455,8 +444,13 @@ static int json_value(lua_State *L, json_reader *r) {
 static int json_decode(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
-  json_reader r = {(const unsigned char *)s, (const unsigned char *)s + len,
-                   (const unsigned char *)s, 0, NULL, 0};
+  json_reader r;
+  r.p = r.start = (const unsigned char *)s;
+  r.end = r.p + len;
+  r.depth = 0;
+  r.why = NULL;
+  r.at = 0;
+  memset(r.shape, 0, sizeof r.shape);
   lua_settop(L, 1);
   json_skip_space(&r);
   if (json_value(L, &r)) {

@@ -538,9 +538,37 @@ static void transfer_classify(CURLcode rc, const char **kind, const char **code)
 ** block counts (a 100 Continue or a proxy's CONNECT answer come first). A
 ** repeated header's values are joined with ", " as HTTP allows, in one
 ** pass over a list per name (no concatenation per repeat). */
+/* Header lines of the last response in head (a bound for its table). */
+static int transfer_count_lines(const bearer_buf *head) {
+  int n = 0;
+  for (const char *p = head->p, *end = head->p + head->n; p < end; n++) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    if (nl == NULL) break;
+    p = nl + 1;
+  }
+  return n;
+}
+
+/* Pushes the lower-cased name s[0..n) (an interned short string). */
+static void transfer_push_lower(lua_State *L, const char *s, size_t n) {
+  char small[64];
+  if (n <= sizeof small) {
+    for (size_t k = 0; k < n; k++) small[k] = (char)tolower((unsigned char)s[k]);
+    lua_pushlstring(L, small, n);
+    return;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t k = 0; k < n; k++) luaL_addchar(&b, (char)tolower((unsigned char)s[k]));
+  luaL_pushresult(&b);
+}
+
 static void transfer_push_headers(lua_State *L, bearer_transfer *t) {
-  lua_newtable(L);   /* name -> value, or name -> { values } while repeated */
-  int tbl = lua_gettop(L), repeated = 0;
+  /* name -> value, or name -> { values } while repeated; sized once (a
+  ** table grown from empty rehashed five times for a dozen headers) */
+  int lines = transfer_count_lines(&t->head);
+  lua_createtable(L, 0, lines);
+  int tbl = lua_gettop(L), repeated = 0, named = 0;
   size_t i = 0;
   while (i < t->head.n) {
     const char *s = t->head.p + i;
@@ -548,18 +576,18 @@ static void transfer_push_headers(lua_State *L, bearer_transfer *t) {
     size_t len = nl ? (size_t)(nl - s) : t->head.n - i;
     i += len + 1;
     while (len > 0 && (s[len - 1] == '\r' || s[len - 1] == '\n')) len--;
-    if (len >= 5 && memcmp(s, "HTTP/", 5) == 0) {
-      lua_newtable(L);
-      lua_replace(L, tbl);
-      repeated = 0;
+    if (len >= 5 && memcmp(s, "HTTP/", 5) == 0) {   /* a new response: only its headers */
+      if (named) {
+        lua_createtable(L, 0, lines);
+        lua_replace(L, tbl);
+      }
+      repeated = named = 0;
       continue;
     }
     const char *colon = memchr(s, ':', len);
     if (colon == NULL || colon == s) continue;
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (const char *p = s; p < colon; p++) luaL_addchar(&b, (char)tolower((unsigned char)*p));
-    luaL_pushresult(&b);
+    named = 1;
+    transfer_push_lower(L, s, (size_t)(colon - s));
     const char *v = colon + 1, *e = s + len;
     while (v < e && (*v == ' ' || *v == '\t')) v++;
     while (e > v && (e[-1] == ' ' || e[-1] == '\t')) e--;
