@@ -37,8 +37,14 @@ local function reader(premature)
     if line == "" then   -- the engine's heartbeat, once a second when idle
       if ngx.worker.exiting() then break end
     elseif line then
-      local sema = waiting[tonumber(line)]
-      if sema then sema:post(1) end
+      -- the entry goes here, not only in wait(): a handler killed while
+      -- waiting (ngx.exit, an error, a client abort) never removes its own
+      local token = tonumber(line)
+      local sema = waiting[token]
+      if sema then
+        waiting[token] = nil
+        sema:post(1)
+      end
     else
       err = rerr
       break
