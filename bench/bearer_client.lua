@@ -20,7 +20,8 @@ local cjson = require "cjson.safe"
 local mode, n, rounds = arg[1], tonumber(arg[2]), tonumber(arg[3] or 1)
 local base, token = os.getenv("BENCH_URL"), os.getenv("BENCH_TOKEN")
 if not (mode and n and n > 0 and base and token) then
-  io.stderr:write("usage: BENCH_URL=.. BENCH_TOKEN=.. lua5.4 bearer_client.lua verify|pages|decode|cjson|gather|rss N [ROUNDS]\n")
+  io.stderr:write("usage: BENCH_URL=.. BENCH_TOKEN=.. lua5.4 bearer_client.lua "
+                  .. "verify|pages|decode|cjson|gather|rss N [ROUNDS]\n")
   os.exit(2)
 end
 

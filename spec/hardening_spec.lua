@@ -114,7 +114,6 @@ describe("hardening #integration", function()
     it("judges each URL by its own host after a call to a loopback origin", function()
       -- the C client remembers the origin it last checked; a URL that only
       -- begins like it must still be parsed and refused
-      local core = require "bearer.core"
       local h = core.client_new{ key = bearer.key(KEY) }
       assert(h:perform("GET", emu.url .. "/echo/first", {}, nil, {}))
       local origin = emu.url:match("^(http://[^/]+)")

@@ -248,6 +248,75 @@ describe("bearer inside nginx #integration", function()
     assert.same({}, one:error_lines())
   end)
 
+  -- The worker's engine thread against the worker's own thread: transfers
+  -- that finish before anyone waits, waiters that are gone, transfers
+  -- still in flight when the Lua state closes (a reload's old worker).
+  describe("engine lifetimes", function()
+    local three
+    setup(function() three = start_nginx(emu, 1) end)
+    teardown(function() if three then three:stop() end end)
+
+    local function no_signal()
+      for _, line in ipairs(three:error_lines()) do
+        assert.is_nil(line:find("signal", 1, true), line)
+      end
+    end
+
+    local function alive(pid)
+      return os.execute(("kill -0 %d 2>/dev/null"):format(pid))
+    end
+
+    -- issue 9 follow-up: the fork spec's blocking call crashed a worker
+    -- now and then (signal 11) when its transfer was done before the
+    -- worker's thread started waiting
+    it("finishes blocking calls whose transfers end before the worker waits", function()
+      assert.equal(200, get_json(three, "/app/call?tag=threaded").status)   -- the engine thread runs
+      local pid = get_json(three, "/app/fast").pid
+      local out = get_json(three, "/blocking?n=400")
+      assert.same({ connect_failed = 400 }, out)
+      assert.equal(pid, get_json(three, "/app/fast").pid)
+      no_signal()
+    end)
+
+    it("finishes calls their handlers abandoned (an error, ngx.exit) and collects them", function()
+      emu:fault{ path = "/echo/abandoned*", type = "slow", delay = 0.3, times = -1 }
+      local pid = get_json(three, "/app/fast").pid
+      local _, err = three.http:get("/app/abandon?how=error")
+      assert.equal(500, err and err.status)
+      local res = assert(three.http:get("/app/abandon?how=exit"))
+      assert.equal(204, res.status)
+      wait_for(function() return get_json(three, "/app/gc").running == 0 end,
+               "the engine to finish the abandoned calls")
+      emu:clear_faults()
+      assert.equal(200, get_json(three, "/app/call?tag=after").status)
+      assert.equal(pid, get_json(three, "/app/gc").pid)
+      no_signal()
+    end)
+
+    it("closes an old worker's engine with calls in flight on reload", function()
+      emu:fault{ path = "/echo/abandoned*", type = "slow", delay = 2, times = -1 }
+      for round = 1, 3 do
+        local old = get_json(three, "/app/call?tag=round" .. round)
+        assert.equal(200, old.status)
+        local pid = get_json(three, "/app/fast").pid
+        three.http:get("/app/abandon?how=exit")
+        assert.is_true(get_json(three, "/app/gc").running > 0)
+        -- the old worker has no request left: it exits (lua_close) while
+        -- its engine thread still runs the ten transfers
+        assert.is_true(os.execute(("nginx -p %s/ -c %s/nginx.conf -s reload 2>/dev/null")
+                                  :format(three.prefix, three.prefix)))
+        wait_for(function() return not alive(pid) end, "the old worker to exit")
+        wait_for(function()
+          local ok, out = pcall(get_json, three, "/app/fast")
+          return ok and out.pid ~= pid
+        end, "a new worker")
+      end
+      emu:clear_faults()
+      assert.equal(200, get_json(three, "/app/call?tag=after-reload").status)
+      no_signal()
+    end)
+  end)
+
   describe("with two workers", function()
     local two
     setup(function() two = start_nginx(emu, 2) end)

@@ -320,14 +320,17 @@ static bearer_transfer *client_prepare(lua_State *L, bearer_client *c, bearer_re
   return NULL;
 }
 
-/* Steps 1-4: the transfer running on this state's engine, on top of the
-** stack; or NULL with nil, err pushed. */
-static bearer_transfer *client_start_transfer(lua_State *L, bearer_client *c) {
+/* Steps 1-4: the transfer running on this state's engine *ep, on top of
+** the stack; or NULL with nil, err pushed. The engine comes back apart
+** from t->engine: a threaded engine may finish the transfer (and clear
+** that field) before this returns. */
+static bearer_transfer *client_start_transfer(lua_State *L, bearer_client *c,
+                                              bearer_engine **ep) {
   bearer_request rq;
   curl_off_t limit;
   client_parse(L, c, &rq, &limit);
   if (client_check_url(L, c, &rq) != 0) return NULL;
-  bearer_engine *e = bearer_engine_push(L);
+  bearer_engine *e = *ep = bearer_engine_push(L);
   lua_pop(L, 1);   /* the registry anchors the engine */
   bearer_transfer *t = client_prepare(L, c, &rq, limit);
   if (t == NULL) return NULL;
@@ -355,9 +358,10 @@ static bearer_transfer *client_start_transfer(lua_State *L, bearer_client *c) {
 */
 static int client_perform(lua_State *L) {
   bearer_client *c = client_check(L, 1);
-  bearer_transfer *t = client_start_transfer(L, c);
+  bearer_engine *e;
+  bearer_transfer *t = client_start_transfer(L, c, &e);
   if (t == NULL) return 2;
-  bearer_engine_finish(t->engine, t);
+  bearer_engine_finish(e, t);
   t->consumed = 1;
   return bearer_transfer_push_result(L, t);
 }
@@ -368,7 +372,8 @@ static int client_perform(lua_State *L) {
 ** transfer:result(), which is what perform would have returned. */
 static int client_start(lua_State *L) {
   bearer_client *c = client_check(L, 1);
-  return client_start_transfer(L, c) != NULL ? 1 : 2;
+  bearer_engine *e;
+  return client_start_transfer(L, c, &e) != NULL ? 1 : 2;
 }
 
 /* }====================================================== */

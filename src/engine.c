@@ -32,15 +32,18 @@
 ** no Lua references: a transfer nobody holds is collected and its __gc
 ** takes it out). The registry anchors the engine until the state closes;
 ** then whichever of an engine and its transfers is finalised first
-** unlinks the other. A forked child abandons the parent's
-** multi handle (its connections are the parent's) and fails the transfers
-** the parent had in flight.
+** unlinks the other. Threaded, a running transfer is the engine thread's
+** until its state reads done (the last thing that thread writes to it):
+** the worker's thread neither frees it nor trusts its engine field before.
+** A forked child abandons the parent's multi handle (its connections are
+** the parent's) and fails the transfers the parent had in flight.
 */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,7 +133,7 @@ static void engine_unlink(bearer_engine *e, bearer_transfer *t, int ours) {
   else e->running = t->next;
   if (t->next != NULL) t->next->prev = t->prev;
   t->next = t->prev = NULL;
-  t->engine = NULL;
+  __atomic_store_n(&t->engine, NULL, __ATOMIC_RELEASE);   /* bearer_engine_cancel reads it */
   e->n_running--;
 }
 
@@ -208,7 +211,7 @@ static bearer_engine *engine_ready(lua_State *L, bearer_engine *e) {
     e->share = NULL;
     e->n_conns = 0;   /* the parent's fds: left open, as its multi handle */
     e->unref = NULL;
-    e->n_unref = e->cap_unref = 0;
+    e->n_unref = e->cap_unref = e->n_anchored = 0;   /* the parent's refs, never released here */
     e->out = NULL;
     e->n_out = e->cap_out = 0;
     if (engine_setup(e) != 0) luaL_error(L, "out of memory (libcurl multi handle)");
@@ -350,7 +353,9 @@ static int engine_is_done(bearer_transfer *t) {
 
 /* Runs the engine until t is done (a call outside any scheduler): inline,
 ** other transfers progress meanwhile; threaded, the caller blocks (nginx
-** phases that cannot yield, where the user allowed blocking). */
+** phases that cannot yield, where the user allowed blocking). e is the
+** engine t was added to, never t->engine: a threaded engine may have
+** finished t, and taken it off, before the caller gets here. */
 BEARER_INTERNAL void bearer_engine_finish(bearer_engine *e, bearer_transfer *t) {
   if (!e->threaded) {
     while (t->state == BEARER_T_RUNNING) bearer_engine_step(e, 1000);
@@ -369,15 +374,19 @@ BEARER_INTERNAL int bearer_engine_done(bearer_transfer *t) {
 
 /* t:close() on a running transfer: inline, taken off at once (1 returned
 ** to say the caller may release); threaded, the engine thread is asked
-** to abort it (0: it is still the engine's). */
+** to abort it (0: it is still the engine's). A threaded transfer (it holds
+** a registry ref) is the caller's again only once done: its engine field
+** goes NULL before that, while the engine thread still cleans it up. */
 BEARER_INTERNAL int bearer_engine_cancel(bearer_transfer *t) {
-  bearer_engine *e = t->engine;
-  if (e == NULL || !e->threaded || engine_is_done(t)) return 1;
+  if (t->ref == 0 || engine_is_done(t)) return 1;
   __atomic_store_n(&t->cancel, 1, __ATOMIC_RELEASE);
-  pthread_mutex_lock(&e->mu);
-  e->cancels = 1;
-  pthread_mutex_unlock(&e->mu);
-  engine_wake(e);
+  bearer_engine *e = __atomic_load_n(&t->engine, __ATOMIC_ACQUIRE);
+  if (e != NULL) {
+    pthread_mutex_lock(&e->mu);
+    e->cancels = 1;
+    pthread_mutex_unlock(&e->mu);
+    engine_wake(e);
+  }
   return 0;
 }
 
@@ -412,6 +421,20 @@ static double engine_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Sends to the subscriber without SIGPIPE (a reader gone is an error
+** return, not a signal: a host need not ignore SIGPIPE as nginx does);
+** a reader gone loses its connection. */
+static ssize_t engine_send(bearer_engine *e, const char *p, size_t n) {
+  ssize_t k = send(e->subscriber, p, n, MSG_NOSIGNAL);
+  if (k < 0 && errno != EAGAIN && errno != EINTR)
+    for (size_t i = 0; i < e->n_conns; i++)
+      if (e->conns[i] == e->subscriber) {
+        engine_conn_drop(e, i);
+        break;
+      }
+  return k;
+}
+
 /* Writes what the subscriber has not got yet; a short write keeps the
 ** rest for the next loop (the socket is non-blocking). An empty line goes
 ** out when a second passed without any: the reader's read never times out
@@ -421,11 +444,11 @@ static void engine_flush(bearer_engine *e) {
   if (e->subscriber < 0) return;
   double now = engine_now();
   if (e->n_out == 0) {
-    if (now - e->last_out >= 1.0 && write(e->subscriber, "\n", 1) == 1) e->last_out = now;
+    if (now - e->last_out >= 1.0 && engine_send(e, "\n", 1) == 1) e->last_out = now;
     return;
   }
   e->last_out = now;
-  ssize_t n = write(e->subscriber, e->out, e->n_out);
+  ssize_t n = engine_send(e, e->out, e->n_out);
   if (n <= 0) return;
   memmove(e->out, e->out + n, e->n_out - (size_t)n);
   e->n_out -= (size_t)n;
@@ -640,7 +663,16 @@ static int engine_thread_lua(lua_State *L) {
   pthread_cond_init(&e->done_cv, NULL);
   e->stop = 0;
   e->threaded = 1;
-  if (pthread_create(&e->thread, NULL, engine_thread_main, e) != 0) {
+  /* The thread starts with every signal blocked: a signal for the process
+  ** (nginx's own when sent by kill, SIGCHLD, SIGALRM) must run nginx's
+  ** handler on the worker's thread, whose event loop it interrupts, never
+  ** on this one, concurrently with the worker. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int started = pthread_create(&e->thread, NULL, engine_thread_main, e) == 0;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (!started) {
     e->threaded = 0;
     close(fd);
     close(epfd);

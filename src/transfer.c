@@ -518,8 +518,10 @@ static void transfer_free_buffers(bearer_transfer *t) {
 
 static int transfer_gc(lua_State *L) {
   bearer_transfer *t = luaL_checkudata(L, 1, BEARER_TRANSFER_MT);
-  if (t->state == BEARER_T_CLOSED) return 0;
-  if (t->state == BEARER_T_RUNNING && !bearer_engine_cancel(t))
+  /* acquire: a threaded engine's writes to t come before its done */
+  bearer_tstate state = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE);
+  if (state == BEARER_T_CLOSED) return 0;
+  if (state == BEARER_T_RUNNING && !bearer_engine_cancel(t))
     return 0;   /* a threaded engine aborts it; it is freed once done */
   bearer_transfer_release(t);
   transfer_release_cred(t);

@@ -66,6 +66,27 @@ function M.fork_call()
   return cjson.encode{ status = res and res.status, error = err and err.code }
 end
 
+-- Blocking calls (set_by_lua, blocking allowed) on a worker whose engine
+-- already runs in its thread: each fails at once (nothing listens on port
+-- 1), so the engine thread often finishes a transfer before the worker's
+-- thread starts waiting for it. Returns how many ended with each code.
+function M.blocking_calls(n)
+  local bngx = require "bearer.ngx"
+  local c = bearer.client{ base_url = "http://127.0.0.1:1", key = KEY, max_retries = 0 }
+  local codes = {}
+  bngx.configure{ allow_blocking = true }
+  local ok, why = pcall(function()
+    for _ = 1, n do
+      local _, err = c:get("/x")
+      local code = err and err.code or "ok"
+      codes[code] = (codes[code] or 0) + 1
+    end
+  end)
+  bngx.configure{ allow_blocking = false }
+  if not ok then codes.raised = tostring(why) end
+  return cjson.encode(codes)
+end
+
 local routes = {}
 
 routes["/app/fast"] = function() return { fast = true, pid = ngx.worker.pid() } end
@@ -107,6 +128,25 @@ routes["/app/limited"] = function()
 end
 
 routes["/app/init"] = function() return init_result end
+
+-- A handler that leaves ten calls in flight on the engine and goes away:
+-- by raising (how=error) or by ngx.exit (how=exit), which kills the light
+-- threads waiting for them. The engine finishes them for nobody.
+routes["/app/abandon"] = function()
+  for i = 1, 10 do ngx.thread.spawn(call, "/echo/abandoned" .. i) end
+  ngx.sleep(0.05)
+  if ngx.var.arg_how == "exit" then return ngx.exit(204) end
+  error("the handler gives up with calls in flight")
+end
+
+-- Collects this worker's garbage (transfers nobody holds any more) and
+-- says how many transfers its engine still runs.
+routes["/app/gc"] = function()
+  collectgarbage()
+  collectgarbage()
+  local _, running = require("bearer.core").engine():step()
+  return { pid = ngx.worker.pid(), running = running }
+end
 
 -- Two polls of the Optiverse watcher (1 s interval, as a key with a higher
 -- limit could): run from two workers at once, their polls share one slot.

@@ -42,7 +42,8 @@ local function reader(premature)
     if line == "" then   -- the engine's heartbeat, once a second when idle
       if ngx.worker.exiting() then break end
     elseif line then
-      -- taken off here: a handler killed mid-wait leaves no entry behind
+      -- the entry goes here, not only in wait(): a handler killed while
+      -- waiting (ngx.exit, an error, a client abort) never removes its own
       local token = tonumber(line)
       local sema = waiting[token]
       if sema then
