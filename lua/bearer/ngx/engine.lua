@@ -140,7 +140,11 @@ function M.perform(handle, method, url, headers, body, opts)
     return nil, require("bearer.error").new{ kind = "timeout", code = "timeout",
       message = "the transfer engine did not finish the call in time" }
   end
-  return t:result()
+  -- closed at once: libcurl's handle and buffers go back while still warm,
+  -- for the next call's, instead of at a later collection
+  local res, rerr = t:result()
+  t:close()
+  return res, rerr
 end
 
 return M
