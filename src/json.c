@@ -323,6 +323,22 @@ static void json_remember(json_reader *r, int object, lua_Integer n) {
     r->shape[object][r->depth] = n < JSON_GUESS_MAX ? (int)n : JSON_GUESS_MAX;
 }
 
+/* After a member: 1 and past the ',' when another follows, 0 and past
+** `close` at the container's end, -1 on a refusal. */
+static int json_more(json_reader *r, unsigned char close, const char *unterminated,
+                     const char *expected) {
+  json_skip_space(r);
+  if (r->p >= r->end) return json_fail(r, unterminated), -1;
+  if (*r->p == close) {
+    r->p++;
+    return 0;
+  }
+  if (*r->p != ',') return json_fail(r, expected), -1;
+  r->p++;
+  json_skip_space(r);
+  return 1;
+}
+
 static int json_array(lua_State *L, json_reader *r) {
   lua_Integer n = 0;
   r->p++;
@@ -337,14 +353,10 @@ static int json_array(lua_State *L, json_reader *r) {
   for (;;) {
     if (!json_value(L, r)) return 0;
     lua_rawseti(L, t, ++n);
-    json_skip_space(r);
-    if (r->p >= r->end) return json_fail(r, "unterminated array");
-    if (*r->p == ']') break;
-    if (*r->p != ',') return json_fail(r, "expected ',' or ']' in array");
-    r->p++;
-    json_skip_space(r);
+    int more = json_more(r, ']', "unterminated array", "expected ',' or ']' in array");
+    if (more < 0) return 0;
+    if (!more) break;
   }
-  r->p++;
   json_remember(r, 0, n);
   return 1;
 }
@@ -386,14 +398,10 @@ static int json_object(lua_State *L, json_reader *r) {
       lua_rawset(L, t);
       n++;
     }
-    json_skip_space(r);
-    if (r->p >= r->end) return json_fail(r, "unterminated object");
-    if (*r->p == '}') break;
-    if (*r->p != ',') return json_fail(r, "expected ',' or '}' in object");
-    r->p++;
-    json_skip_space(r);
+    int more = json_more(r, '}', "unterminated object", "expected ',' or '}' in object");
+    if (more < 0) return 0;
+    if (!more) break;
   }
-  r->p++;
   json_remember(r, 1, n);
   return 1;
 }

@@ -569,10 +569,6 @@ static void transfer_classify(CURLcode rc, const char **kind, const char **code)
   }
 }
 
-/* Pushes the response headers table parsed from t->head; only the last
-** block counts (a 100 Continue or a proxy's CONNECT answer come first). A
-** repeated header's values are joined with ", " as HTTP allows, in one
-** pass over a list per name (no concatenation per repeat). */
 /* Header lines of the last response in head (a bound for its table). */
 static int transfer_count_lines(const bearer_buf *head) {
   int n = 0;
@@ -598,6 +594,10 @@ static void transfer_push_lower(lua_State *L, const char *s, size_t n) {
   luaL_pushresult(&b);
 }
 
+/* Pushes the response headers table parsed from t->head; only the last
+** block counts (a 100 Continue or a proxy's CONNECT answer come first). A
+** repeated header's values are joined with ", " as HTTP allows, in one
+** pass over a list per name (no concatenation per repeat). */
 static void transfer_push_headers(lua_State *L, bearer_transfer *t) {
   /* name -> value, or name -> { values } while repeated; sized once (a
   ** table grown from empty rehashed five times for a dozen headers) */
