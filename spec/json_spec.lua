@@ -91,6 +91,31 @@ describe("bearer.json.decode #unit", function()
     assert.is_nil(doc[300].k300)
   end)
 
+  it("reserves for a small body no more than it can hold, after a large one", function()
+    -- the size guesses carry over from one body to the next (an endpoint's
+    -- answers share a shape), capped by what the rest of the body can hold
+    local members = {}
+    for i = 1, 1000 do members[i] = ('"k%d":%d'):format(i, i) end
+    local big = "{" .. table.concat(members, ",") .. "}"
+    local function kb_for(text)
+      assert(json.decode(big))   -- the guess at depth 0: 1000 members
+      collectgarbage("collect")
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      local doc = assert(json.decode(text))
+      local kb = collectgarbage("count") - before
+      collectgarbage("restart")
+      return kb, doc
+    end
+    local kb, doc = kb_for('{"a":1}')
+    assert.same({ a = 1 }, doc)
+    assert.is_true(kb < 2, ("%.1f KiB for a one-member object"):format(kb))
+    kb = kb_for('[1,2]')
+    assert.is_true(kb < 2, ("%.1f KiB for a two-element array"):format(kb))
+    -- and the same shape again is made at its size at once: no growth on the way
+    assert.same(999, assert(json.decode(big)).k999)
+  end)
+
   it("reads the same document as lua-cjson on a page of records", function()
     local records = {}
     for i = 1, 100 do

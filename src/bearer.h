@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 #include <curl/curl.h>
 #include "compat.h"
 
@@ -199,6 +200,13 @@ BEARER_INTERNAL size_t bearer_vault_put(const bearer_key *k);
 
 /* core.json_decode: the reader behind bearer.json.decode. */
 BEARER_INTERNAL void bearer_json_open(lua_State *L);
+
+/* }====================================================== */
+
+/* {====================================================== process (core.c) */
+
+/* This process's pid, kept across fork() without a system call per read. */
+BEARER_INTERNAL pid_t bearer_pid(void);
 
 /* }====================================================== */
 

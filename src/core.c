@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -62,8 +63,30 @@ static void *core_curl_calloc(size_t count, size_t size) {
 static pthread_once_t core_curl_once = PTHREAD_ONCE_INIT;
 static CURLcode core_curl_init_rc;
 
-/* Once per process, whichever thread (nginx pool threads) gets here first. */
+/* }====================================================== */
+
+/* {====================================================== this process
+** The engine checks on every call that it belongs to the calling process (a
+** forked child must leave its parent's multi handle alone). glibc stopped
+** caching getpid in 2.25, so asking the kernel was a system call per API
+** call; the pid is kept here and set again in the child of every fork()
+** (glibc drops the handler when this library is unloaded). A child made by
+** vfork or a raw clone runs no handler: it may only exec, never call Lua. */
+
+static volatile pid_t core_pid;
+
+static void core_pid_child(void) { core_pid = getpid(); }
+
+/* This process's pid, without a system call. */
+BEARER_INTERNAL pid_t bearer_pid(void) { return core_pid; }
+
+/* }====================================================== */
+
+/* Once per process, whichever thread (nginx pool threads) gets here first:
+** libcurl's allocator and the pid kept for bearer_pid. */
 static void core_curl_init(void) {
+  core_pid = getpid();
+  pthread_atfork(NULL, NULL, core_pid_child);
   core_curl_init_rc = curl_global_init_mem(CURL_GLOBAL_DEFAULT, core_curl_malloc,
                                            core_curl_free, core_curl_realloc,
                                            core_curl_strdup, core_curl_calloc);

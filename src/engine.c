@@ -141,7 +141,7 @@ static void engine_unlink(bearer_engine *e, bearer_transfer *t, int ours) {
 ** the engine thread gets here for a running transfer. */
 BEARER_INTERNAL void bearer_engine_detach(bearer_transfer *t) {
   bearer_engine *e = t->engine;
-  if (e != NULL) engine_unlink(e, t, e->pid == getpid());
+  if (e != NULL) engine_unlink(e, t, e->pid == bearer_pid());
 }
 
 static void engine_notify(bearer_engine *e, uint64_t token);
@@ -188,7 +188,7 @@ static void engine_fail_all(bearer_engine *e, CURLcode rc, int cleanup) {
 static int engine_setup(bearer_engine *e) {
   e->multi = curl_multi_init();
   e->share = curl_share_init();
-  e->pid = getpid();
+  e->pid = bearer_pid();
   e->threaded = 0;
   e->listen_fd = e->epfd = e->wake_fd = -1;
   e->subscriber = -1;
@@ -204,7 +204,7 @@ static int engine_setup(bearer_engine *e) {
 ** the parent's; by design one small leak per fork. */
 static bearer_engine *engine_ready(lua_State *L, bearer_engine *e) {
   if (e->closed) luaL_error(L, "attempt to use a closed bearer.Engine");
-  if (e->pid != getpid()) {
+  if (e->pid != bearer_pid()) {
     e->threaded = 0;
     engine_fail_all(e, CURLE_ABORTED_BY_CALLBACK, 0);
     e->multi = NULL;
@@ -692,7 +692,7 @@ static int engine_thread_lua(lua_State *L) {
 ** socket; transfers still running are failed after. */
 static void engine_stop_thread(bearer_engine *e) {
   if (!e->threaded) return;
-  if (e->pid == getpid()) {
+  if (e->pid == bearer_pid()) {
     pthread_mutex_lock(&e->mu);
     e->stop = 1;
     pthread_mutex_unlock(&e->mu);
@@ -751,7 +751,7 @@ static int engine_running(lua_State *L) {
 
 static int engine_gc(lua_State *L) {
   bearer_engine *e = luaL_checkudata(L, 1, BEARER_ENGINE_MT);
-  int ours = e->pid == getpid();
+  int ours = e->pid == bearer_pid();
   engine_stop_thread(e);
   int threaded = e->threaded;
   e->threaded = 0;   /* from here on this thread alone */

@@ -43,12 +43,18 @@
 #define JSON_SHAPE_DEPTH 16
 #define JSON_GUESS_MAX 1024
 
+/* [0] arrays, [1] objects: the last size read at each depth. One per Lua
+** state (json_decode's upvalue), kept from call to call: the answers of
+** one endpoint share a shape, so even a body's first tables are made at
+** their size. */
+typedef int json_shape[2][JSON_SHAPE_DEPTH];
+
 typedef struct {
   const unsigned char *p, *end, *start;
   int depth;
   const char *why; /* static text of the first refusal */
   size_t at;       /* its byte offset */
-  int shape[2][JSON_SHAPE_DEPTH]; /* [0] arrays, [1] objects: last size by depth */
+  int (*shape)[JSON_SHAPE_DEPTH];
 } json_reader;
 
 static int json_fail(json_reader *r, const char *why) {
@@ -310,12 +316,17 @@ static int json_number(lua_State *L, json_reader *r) {
 ** the same kind at the same depth (the records of a page share a shape),
 ** so a page's tables are created at their final size and never rehashed.
 ** A wrong guess costs only Lua's usual growth. The guess is what the last
-** one held, never more than JSON_GUESS_MAX, so a body cannot make the
-** reader reserve much more than bodies of its size hold anyway.
+** one held (in this body or the state's previous one), never more than
+** JSON_GUESS_MAX nor more than the rest of this body could hold (a member
+** takes at least 4 bytes, '"":0', an element 2, '0,'), so a body cannot
+** make the reader reserve more than bodies of its size hold anyway.
 */
 
 static int json_guess(const json_reader *r, int object) {
-  return r->depth < JSON_SHAPE_DEPTH ? r->shape[object][r->depth] : 0;
+  if (r->depth >= JSON_SHAPE_DEPTH) return 0;
+  size_t fit = (size_t)(r->end - r->p) / (object ? 4 : 2);
+  int n = r->shape[object][r->depth];
+  return (size_t)n < fit ? n : (int)fit;
 }
 
 static void json_remember(json_reader *r, int object, lua_Integer n) {
@@ -458,7 +469,7 @@ static int json_decode(lua_State *L) {
   r.depth = 0;
   r.why = NULL;
   r.at = 0;
-  memset(r.shape, 0, sizeof r.shape);
+  r.shape = *(json_shape *)lua_touserdata(L, lua_upvalueindex(1));
   lua_settop(L, 1);
   json_skip_space(&r);
   if (json_value(L, &r)) {
@@ -473,6 +484,8 @@ static int json_decode(lua_State *L) {
 }
 
 BEARER_INTERNAL void bearer_json_open(lua_State *L) {
-  lua_pushcfunction(L, json_decode);
+  json_shape *shape = lua_newuserdatauv(L, sizeof(json_shape), 0);
+  memset(shape, 0, sizeof(json_shape));
+  lua_pushcclosure(L, json_decode, 1);
   lua_setfield(L, -2, "json_decode");
 }
