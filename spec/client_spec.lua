@@ -84,6 +84,11 @@ describe("bearer.client #integration", function()
       assert.equal("call", h["x-both"])
       local custom = client{ user_agent = "my-app/1.0" }
       assert.equal("my-app/1.0", assert(custom:get("/echo/u")).json.headers["user-agent"])
+      -- a call's own User-Agent header goes out instead, and alone (in any case)
+      for _, name in ipairs{ "User-Agent", "user-agent" } do
+        local res = assert(custom:get("/echo/u", { headers = { [name] = "per-call/2" } }))
+        assert.equal("per-call/2", res.json.headers["user-agent"])
+      end
     end)
 
     it("never lets a caller's Authorization header replace the key", function()

@@ -58,7 +58,10 @@ BEARER_INTERNAL void bearer_client_open(lua_State *L);
 /* The transport settings a client hands each transfer it starts. */
 typedef struct bearer_transport {
   long connect_timeout_ms;
-  const char *user_agent, *ca_file, *proxy;   /* owned by the client */
+  /* owned by the client; the user agent as its whole header line, which
+  ** goes in the header list (libcurl would format CURLOPT_USERAGENT's line
+  ** again for every transfer) */
+  const char *user_agent_line, *ca_file, *proxy;
 } bearer_transport;
 
 /* One perform's or start's arguments, read once; the strings are anchored
@@ -123,7 +126,7 @@ typedef struct bearer_transfer {
 BEARER_INTERNAL void bearer_transfer_open(lua_State *L);
 BEARER_INTERNAL bearer_transfer *bearer_transfer_new(lua_State *L, int client_idx);
 BEARER_INTERNAL void bearer_transfer_headers(lua_State *L, bearer_transfer *t, int idx,
-                                             int with_key);
+                                             int with_key, const char *user_agent_line);
 BEARER_INTERNAL int bearer_transfer_credential(bearer_transfer *t, const char *prefix);
 BEARER_INTERNAL int bearer_transfer_form(lua_State *L, bearer_transfer *t, int idx);
 BEARER_INTERNAL int bearer_transfer_sink(bearer_transfer *t, const char *path);

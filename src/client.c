@@ -275,7 +275,7 @@ static bearer_transfer *client_prepare(lua_State *L, bearer_client *c, bearer_re
   t->limit = limit;
   t->easy = curl_easy_init();
   if (t->easy == NULL) luaL_error(L, "out of memory (libcurl handle)");
-  bearer_transfer_headers(L, t, 4, rq->with_key);
+  bearer_transfer_headers(L, t, 4, rq->with_key, c->tp.user_agent_line);
   const char *why = NULL;
   if (rq->form) {
     lua_getfield(L, 6, "form");
@@ -420,7 +420,15 @@ static int client_new(lua_State *L) {
     c->max_response = (curl_off_t)lua_tointeger(L, -1);
   }
   lua_pop(L, 1);
-  c->tp.user_agent = client_strdup_opt(L, 1, "user_agent", 1);
+  char *ua = client_strdup_opt(L, 1, "user_agent", 1);
+  if (ua != NULL) {
+    size_t n = strlen(ua) + sizeof "User-Agent: ";
+    char *line = malloc(n);
+    if (line != NULL) snprintf(line, n, "User-Agent: %s", ua);
+    free(ua);
+    if (line == NULL) return luaL_error(L, "out of memory");
+    c->tp.user_agent_line = line;
+  }
   c->tp.ca_file = client_strdup_opt(L, 1, "ca_file", 0);
   c->tp.proxy = client_strdup_opt(L, 1, "proxy", 0);
   c->closed = 0;
@@ -430,10 +438,10 @@ static int client_new(lua_State *L) {
 static int client_close(lua_State *L) {
   bearer_client *c = luaL_checkudata(L, 1, BEARER_CLIENT_MT);
   /* transfers in flight copied what they need: they go on */
-  free((char *)c->tp.user_agent);
+  free((char *)c->tp.user_agent_line);
   free((char *)c->tp.ca_file);
   free((char *)c->tp.proxy);
-  c->tp.user_agent = c->tp.ca_file = c->tp.proxy = NULL;
+  c->tp.user_agent_line = c->tp.ca_file = c->tp.proxy = NULL;
   client_unshare(c);
   c->key = NULL;
   c->closed = 1;

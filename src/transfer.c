@@ -254,35 +254,58 @@ static void transfer_free_headers(bearer_transfer *t) {
 ** (the list stays owned by the transfer, so nothing leaks). A caller's own
 ** Authorization/X-API-Key is dropped when with_key.
 */
+/* Appends "name: value"; composed on the C stack when it fits (a Lua
+** string per line was garbage on every call). */
+static int transfer_append_header(bearer_transfer *t, const char *name, size_t nn,
+                                  const char *value, size_t vn) {
+  char small[512];
+  size_t n = nn + 2 + vn + 1;
+  char *line = n <= sizeof small ? small : malloc(n);
+  if (line == NULL) return -1;
+  memcpy(line, name, nn);
+  memcpy(line + nn, ": ", 2);
+  memcpy(line + nn + 2, value, vn);
+  line[n - 1] = '\0';
+  int rc = transfer_append(t, line);
+  if (line != small) free(line);
+  return rc;
+}
+
+/* The request's header lines from the table at idx (names and values
+** checked: a caller's mistake raises), then the client's User-Agent line
+** unless the table names one. */
 BEARER_INTERNAL void bearer_transfer_headers(lua_State *L, bearer_transfer *t, int idx,
-                                             int with_key) {
+                                             int with_key, const char *user_agent_line) {
+  int own_agent = 0;
   if (transfer_append(t, "Expect:") != 0) luaL_error(L, "out of memory");
-  if (lua_isnil(L, idx)) return;
-  luaL_checktype(L, idx, LUA_TTABLE);
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    if (lua_type(L, -2) != LUA_TSTRING)
-      luaL_error(L, "bad header name (string expected, got %s)", luaL_typename(L, -2));
-    size_t nn, vn;
-    const char *name = lua_tolstring(L, -2, &nn);
-    if (!transfer_header_name_ok(name, nn))
-      luaL_error(L, "bad header name '%s' (not an HTTP token)", name);
-    int ty = lua_type(L, -1);
-    if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
-      luaL_error(L, "bad value for header '%s' (string expected, got %s)",
-                 name, luaL_typename(L, -1));
-    lua_pushvalue(L, -1);   /* tolstring on a copy: lua_next needs the key intact */
-    const char *value = lua_tolstring(L, -1, &vn);
-    if (!bearer_header_value_ok(value, vn))
-      luaL_error(L, "bad value for header '%s' (CR, LF and NUL are refused: "
-                 "header injection)", name);
-    if (!(with_key && transfer_is_auth_header(name))) {
-      lua_pushfstring(L, "%s: %s", name, value);
-      if (transfer_append(t, lua_tostring(L, -1)) != 0) luaL_error(L, "out of memory");
-      lua_pop(L, 1);
+  if (!lua_isnil(L, idx)) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+      if (lua_type(L, -2) != LUA_TSTRING)
+        luaL_error(L, "bad header name (string expected, got %s)", luaL_typename(L, -2));
+      size_t nn, vn;
+      const char *name = lua_tolstring(L, -2, &nn);
+      if (!transfer_header_name_ok(name, nn))
+        luaL_error(L, "bad header name '%s' (not an HTTP token)", name);
+      int ty = lua_type(L, -1);
+      if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
+        luaL_error(L, "bad value for header '%s' (string expected, got %s)",
+                   name, luaL_typename(L, -1));
+      lua_pushvalue(L, -1);   /* tolstring on a copy: lua_next needs the key intact */
+      const char *value = lua_tolstring(L, -1, &vn);
+      if (!bearer_header_value_ok(value, vn))
+        luaL_error(L, "bad value for header '%s' (CR, LF and NUL are refused: "
+                   "header injection)", name);
+      if (!(with_key && transfer_is_auth_header(name))) {
+        if (transfer_append_header(t, name, nn, value, vn) != 0) luaL_error(L, "out of memory");
+        if (strcasecmp(name, "user-agent") == 0) own_agent = 1;
+      }
+      lua_pop(L, 2);
     }
-    lua_pop(L, 2);
   }
+  if (user_agent_line != NULL && !own_agent && transfer_append(t, user_agent_line) != 0)
+    luaL_error(L, "out of memory");
 }
 
 /* Adds the credential line for t->cred; 0, or -1 when out of memory. It is
@@ -436,7 +459,6 @@ BEARER_INTERNAL void bearer_transfer_setup(bearer_transfer *t, const bearer_requ
   curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, transfer_on_progress);
   curl_easy_setopt(h, CURLOPT_XFERINFODATA, t);
   curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-  if (tp->user_agent) curl_easy_setopt(h, CURLOPT_USERAGENT, tp->user_agent);
   if (tp->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, tp->ca_file);
   if (tp->proxy) curl_easy_setopt(h, CURLOPT_PROXY, tp->proxy);
   if (rq->trace) {
