@@ -517,9 +517,20 @@ function M.remember(t, meta)
   return t
 end
 
+-- Content types seen, and whether each is JSON: a server sends the same few
+-- (a lookup is cheaper than a search per call). Bounded: emptied when full.
+local json_types, n_json_types = {}, 0
+
 local function is_json(res)
   local ct = res.headers["content-type"]
-  return ct and (ct:find("json", 1, true) ~= nil)
+  if not ct then return false end
+  local yes = json_types[ct]
+  if yes == nil then
+    yes = ct:find("json", 1, true) ~= nil
+    if n_json_types >= 64 then json_types, n_json_types = {}, 0 end
+    json_types[ct], n_json_types = yes, n_json_types + 1
+  end
+  return yes
 end
 
 local function backoff(retry)
@@ -571,6 +582,9 @@ local REQUEST_OPTIONS = { query = true, json = true, body = true, headers = true
 -- An HTTP method is a token (RFC 9110); anything else would be a request
 -- line of our making.
 local METHOD = "^[%w!#$%%&'*+%-.^_`|~]+$"
+-- Methods already checked, each to its upper case (the verbs' own names
+-- are found here on every call). Bounded: emptied when full.
+local methods, n_methods = {}, 0
 
 --- client:request(method, path, opts) -> response | nil, err
 -- opts: query, json, body, headers, timeout, idempotency_key, max_retries
@@ -591,12 +605,18 @@ local METHOD = "^[%w!#$%%&'*+%-.^_`|~]+$"
 ---@return bearer.Error|nil err
 function Client:request(method, path, opts)
   local st = state(self, "request")
-  if type(method) ~= "string" then
-    error("bad argument #1 to 'request' (string expected, got " .. type(method) .. ")", 2)
-  end
-  if not method:find(METHOD) then
-    error("bad argument #1 to 'request' (HTTP method expected, got '"
-          .. method:gsub("[^%w]", "?") .. "')", 2)
+  local upper = methods[method]
+  if not upper then
+    if type(method) ~= "string" then
+      error("bad argument #1 to 'request' (string expected, got " .. type(method) .. ")", 2)
+    end
+    if not method:find(METHOD) then
+      error("bad argument #1 to 'request' (HTTP method expected, got '"
+            .. method:gsub("[^%w]", "?") .. "')", 2)
+    end
+    upper = method:upper()
+    if n_methods >= 64 then methods, n_methods = {}, 0 end
+    methods[method], n_methods = upper, n_methods + 1
   end
   if type(path) ~= "string" then
     error("bad argument #2 to 'request' (string expected, got " .. type(path) .. ")", 2)
@@ -610,7 +630,7 @@ function Client:request(method, path, opts)
       error(("bad option '%s' to 'request' (unknown option)"):format(tostring(name)), 2)
     end
   end
-  method = method:upper()
+  method = upper
   local url = build_url(st.base_url, path, opts.query)
   local refused = st.host.refuse()
   if refused then   -- inside nginx, where this phase cannot wait
