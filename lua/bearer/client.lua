@@ -393,10 +393,12 @@ end
 
 -- {====================================================== URLs
 
+local function escape_byte(ch) return ("%%%02X"):format(ch:byte()) end
+
 local function escape(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(ch)
-    return ("%%%02X"):format(ch:byte())
-  end))
+  s = tostring(s)
+  if not s:find("[^%w%-%._~]") then return s end   -- most names and values
+  return (s:gsub("[^%w%-%._~]", escape_byte))
 end
 --- Percent-encodes everything but RFC 3986's unreserved characters.
 ---@type fun(s: any): string
@@ -406,29 +408,40 @@ M.escape = escape
 -- array values repeat the key, booleans as true/false, nil values skipped.
 ---@param query table<string, string|number|boolean|(string|number|boolean)[]>
 ---@return string
+-- One "name=value" of a query, or a raise naming the parameter.
+local function query_part(k, item)
+  local t = type(item)
+  if t == "number" then
+    if item % 1 == 0 and item > -2 ^ 53 and item < 2 ^ 53 then
+      item = ("%d"):format(item)         -- 50, never 50.0
+    end
+  elseif t ~= "string" and t ~= "boolean" then
+    error(("bad query parameter '%s' (string, number or boolean expected, got %s)")
+          :format(k, t), 4)
+  end
+  return escape(k) .. "=" .. escape(item)
+end
+
 function M.encode_query(query)
-  local names = {}
+  local names, n = {}, 0
   for k in pairs(query) do
     if type(k) ~= "string" then
       error("bad query parameter name (string expected, got " .. type(k) .. ")", 3)
     end
-    names[#names + 1] = k
+    n = n + 1
+    names[n] = k
+  end
+  if n == 1 and type(query[names[1]]) ~= "table" then   -- most calls: one scalar
+    return query_part(names[1], query[names[1]])
   end
   table.sort(names)
   local parts = {}
   for _, k in ipairs(names) do
     local v = query[k]
-    local list = type(v) == "table" and v or { v }
-    for _, item in ipairs(list) do
-      local t = type(item)
-      if t ~= "string" and t ~= "number" and t ~= "boolean" then
-        error(("bad query parameter '%s' (string, number or boolean expected, got %s)")
-              :format(k, t), 3)
-      end
-      if t == "number" and item % 1 == 0 and item > -2 ^ 53 and item < 2 ^ 53 then
-        item = ("%d"):format(item)       -- 50, never 50.0
-      end
-      parts[#parts + 1] = escape(k) .. "=" .. escape(item)
+    if type(v) == "table" then
+      for _, item in ipairs(v) do parts[#parts + 1] = query_part(k, item) end
+    else
+      parts[#parts + 1] = query_part(k, v)
     end
   end
   return table.concat(parts, "&")
