@@ -404,10 +404,6 @@ end
 ---@type fun(s: any): string
 M.escape = escape
 
---- Encodes a query table: keys sorted (stable URLs, readable traces),
--- array values repeat the key, booleans as true/false, nil values skipped.
----@param query table<string, string|number|boolean|(string|number|boolean)[]>
----@return string
 -- One "name=value" of a query, or a raise naming the parameter.
 local function query_part(k, item)
   local t = type(item)
@@ -422,6 +418,10 @@ local function query_part(k, item)
   return escape(k) .. "=" .. escape(item)
 end
 
+--- Encodes a query table: keys sorted (stable URLs, readable traces),
+-- array values repeat the key, booleans as true/false, nil values skipped.
+---@param query table<string, string|number|boolean|(string|number|boolean)[]>
+---@return string
 function M.encode_query(query)
   local names, n = {}, 0
   for k in pairs(query) do
