@@ -125,4 +125,43 @@ describe("the threaded transfer engine #integration", function()
     assert.is_true(ok, out)
     assert.matches("closing with 20 running", out, 1, true)
   end)
+
+  -- A worker killed by a signal cannot remove its engine's socket
+  -- directory; the next engine thread of the same user removes it, and
+  -- leaves a living process's and anything that is not an engine's.
+  it("removes the socket directory a killed process left behind", function()
+    local tmp = os.tmpname()
+    os.remove(tmp)
+    assert(os.execute("mkdir -m 700 " .. tmp))
+    local function entries()
+      local list, p = {}, io.popen("ls -A " .. tmp)
+      for name in p:lines() do list[#list + 1] = name end
+      p:close()
+      table.sort(list)
+      return list
+    end
+    local killed = subprocess.run([[
+      local core = require "bearer.core"
+      print(core.engine_thread())
+      io.stdout:flush()
+      os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
+    ]], { TMPDIR = tmp })
+    local left = assert(killed:match("(bearer%-engine%-%d+%-%w+)/engine%.sock"), killed)
+    assert.same({ left }, entries())
+    -- not an engine's, or one of a process still running (this one)
+    assert(os.execute("mkdir " .. tmp .. "/bearer-engine-x-abcdef " .. tmp .. "/keep"))
+    local mine = ("bearer-engine-%d-abcdef"):format(io.open("/proc/self/stat"):read("n"))
+    assert(os.execute("mkdir " .. tmp .. "/" .. mine))
+    local out, ok = subprocess.run([[
+      local core = require "bearer.core"
+      print(core.engine_thread())
+    ]], { TMPDIR = tmp })
+    assert.is_true(ok, out)
+    local now = entries()
+    assert.is_nil(table.concat(now, " "):find(left, 1, true))
+    for _, name in ipairs{ "bearer-engine-x-abcdef", "keep", mine } do
+      assert.truthy(table.concat(now, " "):find(name, 1, true), name)
+    end
+    os.execute("rm -rf " .. tmp)
+  end)
 end)

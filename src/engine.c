@@ -48,9 +48,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -607,6 +609,35 @@ static void *engine_thread_main(void *ud) {
   return NULL;
 }
 
+/* A worker killed by a signal never removes its engine's directory. Each
+** new engine thread removes those left by processes that are gone: named
+** for their pid, this user's, a real directory holding at most the socket
+** (anything else in it and rmdir leaves it be). Best effort, no errors. */
+static void engine_sweep(const char *tmp) {
+  DIR *d = opendir(tmp);
+  if (d == NULL) return;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    long pid = 0;
+    int end = 0;
+    if (sscanf(de->d_name, "bearer-engine-%ld-%*6[A-Za-z0-9]%n", &pid, &end) != 1
+        || end == 0 || de->d_name[end] != '\0' || pid <= 0 || pid == (long)bearer_pid())
+      continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;   /* alive, or not ours */
+    struct stat st;
+    if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode)
+        || st.st_uid != geteuid())
+      continue;
+    int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) continue;
+    if (fstatat(fd, "engine.sock", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode))
+      unlinkat(fd, "engine.sock", 0);
+    close(fd);
+    unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
+  }
+  closedir(d);
+}
+
 /* core.engine_thread() -> socket path: this state's engine runs in a
 ** thread of its own from now on (nginx workers), its reader subscribed
 ** through a unix socket in a private directory; the same path on later calls in
@@ -620,8 +651,9 @@ static int engine_thread_lua(lua_State *L) {
   if (e->n_running > 0)
     return luaL_error(L, "engine_thread: transfers are already running inline");
   const char *tmp = getenv("TMPDIR");
-  snprintf(e->dir, sizeof(e->dir), "%s/bearer-engine-XXXXXX",
-           tmp != NULL && *tmp && strlen(tmp) < 60 ? tmp : "/tmp");
+  if (tmp == NULL || *tmp == '\0' || strlen(tmp) >= 60) tmp = "/tmp";
+  engine_sweep(tmp);
+  snprintf(e->dir, sizeof(e->dir), "%s/bearer-engine-%ld-XXXXXX", tmp, (long)bearer_pid());
   if (mkdtemp(e->dir) == NULL) return luaL_error(L, "engine_thread: mkdtemp: %s", strerror(errno));
   snprintf(e->path, sizeof(e->path), "%s/engine.sock", e->dir);
   struct sockaddr_un sa;
