@@ -116,6 +116,35 @@ describe("bearer.json.decode #unit", function()
     assert.same(999, assert(json.decode(big)).k999)
   end)
 
+  it("shares a small body's room among its nested tables, after large ones", function()
+    -- each depth keeps its own guess from the bodies before; the tables one
+    -- body has open at once must not each count on the whole rest of it
+    local members = {}
+    for i = 1, 1024 do members[i] = ('"k%d":0'):format(i) end
+    local wide = table.concat(members, ",")
+    local deep = "{" .. wide .. "}"
+    for _ = 2, 15 do deep = "{" .. wide .. ',"z":' .. deep .. "}" end
+    local zeros = ("0,"):rep(999) .. "0"
+    local small = ('{"a":'):rep(14) .. "[" .. zeros .. "]" .. ("}"):rep(14)
+    local function kb_after(before_text)
+      assert(json.decode(before_text))
+      collectgarbage("collect")
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      local doc = assert(json.decode(small))
+      local kb = collectgarbage("count") - before
+      collectgarbage("restart")
+      assert.equal(1000, #doc.a.a.a.a.a.a.a.a.a.a.a.a.a.a)
+      return kb
+    end
+    local own = kb_after(small)   -- made at its own sizes
+    local primed = kb_after(deep) -- guesses of 1024 at every depth
+    -- a member takes 4 bytes of body and a table slot at most 40 bytes,
+    -- doubled by the power-of-two sizes: under 32 bytes per byte of body
+    assert.is_true((primed - own) * 1024 < 32 * #small,
+      ("%.1f KiB more for a %d B body than its own shape takes"):format(primed - own, #small))
+  end)
+
   it("reads the same document as lua-cjson on a page of records", function()
     local records = {}
     for i = 1, 100 do

@@ -55,6 +55,7 @@ typedef struct {
   const char *why; /* static text of the first refusal */
   size_t at;       /* its byte offset */
   int (*shape)[JSON_SHAPE_DEPTH];
+  size_t room;     /* bytes of the body no guess has counted on yet */
 } json_reader;
 
 static int json_fail(json_reader *r, const char *why) {
@@ -318,15 +319,21 @@ static int json_number(lua_State *L, json_reader *r) {
 ** A wrong guess costs only Lua's usual growth. The guess is what the last
 ** one held (in this body or the state's previous one), never more than
 ** JSON_GUESS_MAX nor more than the rest of this body could hold (a member
-** takes at least 4 bytes, '"":0', an element 2, '0,'), so a body cannot
-** make the reader reserve more than bodies of its size hold anyway.
+** takes at least 4 bytes, '"":0', an element 2, '0,'). The tables a body
+** has open at once share that rest: each guess counts on its members'
+** bytes (r->room), so a small body after large ones cannot make the reader
+** reserve more than bodies of its size hold anyway.
 */
 
-static int json_guess(const json_reader *r, int object) {
+static int json_guess(json_reader *r, int object) {
   if (r->depth >= JSON_SHAPE_DEPTH) return 0;
-  size_t fit = (size_t)(r->end - r->p) / (object ? 4 : 2);
-  int n = r->shape[object][r->depth];
-  return (size_t)n < fit ? n : (int)fit;
+  size_t each = object ? 4 : 2;
+  size_t rest = (size_t)(r->end - r->p);
+  if (rest > r->room) rest = r->room;
+  size_t n = (size_t)r->shape[object][r->depth];
+  if (n > rest / each) n = rest / each;
+  r->room -= n * each;
+  return (int)n;
 }
 
 static void json_remember(json_reader *r, int object, lua_Integer n) {
@@ -470,6 +477,7 @@ static int json_decode(lua_State *L) {
   r.why = NULL;
   r.at = 0;
   r.shape = *(json_shape *)lua_touserdata(L, lua_upvalueindex(1));
+  r.room = len;
   lua_settop(L, 1);
   json_skip_space(&r);
   if (json_value(L, &r)) {
