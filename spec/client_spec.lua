@@ -519,6 +519,18 @@ describe("bearer.client #integration", function()
                       tostring(msg))
       end
       assert.has_error(function() c:get("/x", { json = { f = function() end } }) end)
+      -- a bad query value raises the same message, with the same position,
+      -- whether it is the only parameter or one of several
+      local function query_error(query)
+        local called, msg = pcall(c.get, c, "/x", { query = query })
+        assert.is_false(called)
+        return tostring(msg)
+      end
+      local alone = query_error{ f = function() end }
+      assert.truthy(alone:find("bad query parameter 'f' (string, number or boolean expected, "
+                               .. "got function)", 1, true), alone)
+      assert.equal(query_error{ f = function() end, a = 1 }, alone)
+      assert.equal((query_error{ f = { 1, {} }, a = 1 }:gsub("table%)$", "function)")), alone)
       local h = core.client_new{}   -- the C transfer under every client
       assert.has_error(function() h:perform("GET", emu.url, {}, nil, { max_bytes = math.huge }) end)
       assert.has_error(function() h:perform("GET", emu.url, {}, nil, { max_bytes = 0 / 0 }) end)

@@ -432,7 +432,8 @@ function M.encode_query(query)
     names[n] = k
   end
   if n == 1 and type(query[names[1]]) ~= "table" then   -- most calls: one scalar
-    return query_part(names[1], query[names[1]])
+    -- not a tail call: query_part's raise counts this function's level
+    return (query_part(names[1], query[names[1]]))
   end
   table.sort(names)
   local parts = {}
