@@ -89,6 +89,16 @@ describe("bearer.client #integration", function()
         local res = assert(custom:get("/echo/u", { headers = { [name] = "per-call/2" } }))
         assert.equal("per-call/2", res.json.headers["user-agent"])
       end
+      -- a proxy's CONNECT names the client too (the header list goes to the
+      -- API alone); the emulator, as the proxy, refuses the tunnel
+      local lines = {}
+      local tunneled = client{ base_url = "https://api.example.com", proxy = emu.url, key = false,
+                               user_agent = "my-app/1.0", max_retries = 0,
+                               log = function(line) lines[#lines + 1] = line end }
+      assert.is_nil((tunneled:get("/u")))
+      local logged = table.concat(lines, "\n")
+      assert.truthy(logged:find("CONNECT api.example.com:443", 1, true), logged)
+      assert.truthy(logged:find("User-Agent: my-app/1.0", 1, true), logged)
     end)
 
     it("never lets a caller's Authorization header replace the key", function()

@@ -422,9 +422,9 @@ static int client_new(lua_State *L) {
   lua_pop(L, 1);
   char *ua = client_strdup_opt(L, 1, "user_agent", 1);
   if (ua != NULL) {
-    size_t n = strlen(ua) + sizeof "User-Agent: ";
+    size_t n = strlen(ua) + sizeof BEARER_USER_AGENT_PREFIX;
     char *line = malloc(n);
-    if (line != NULL) snprintf(line, n, "User-Agent: %s", ua);
+    if (line != NULL) snprintf(line, n, BEARER_USER_AGENT_PREFIX "%s", ua);
     free(ua);
     if (line == NULL) return luaL_error(L, "out of memory");
     c->tp.user_agent_line = line;

@@ -461,6 +461,12 @@ BEARER_INTERNAL void bearer_transfer_setup(bearer_transfer *t, const bearer_requ
   curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
   if (tp->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, tp->ca_file);
   if (tp->proxy) curl_easy_setopt(h, CURLOPT_PROXY, tp->proxy);
+  /* The header list never goes to a proxy (libcurl's CURLHEADER_SEPARATE),
+  ** so a CONNECT names the client only through CURLOPT_USERAGENT; the API's
+  ** request leaves this one out, since the list names a User-Agent. */
+  if (tp->user_agent_line && !t->loopback_only)
+    curl_easy_setopt(h, CURLOPT_USERAGENT,
+                     tp->user_agent_line + sizeof BEARER_USER_AGENT_PREFIX - 1);
   if (rq->trace) {
     curl_easy_setopt(h, CURLOPT_DEBUGFUNCTION, transfer_on_debug);
     curl_easy_setopt(h, CURLOPT_DEBUGDATA, t);
