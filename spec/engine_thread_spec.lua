@@ -79,7 +79,7 @@ describe("the threaded transfer engine #integration", function()
       ts = nil
       local running
       repeat
-        core.sleep(0.01)
+        require("bearer.core").sleep(0.01)
         local _; _, running = e:step()
       until running == 0 or core.monotime() - t0 > 3
       collectgarbage()
@@ -162,6 +162,39 @@ describe("the threaded transfer engine #integration", function()
     for _, name in ipairs{ "bearer-engine-x-abcdef", "keep", mine } do
       assert.truthy(table.concat(now, " "):find(name, 1, true), name)
     end
+    -- an engine still listening is left alone even when its directory's
+    -- pid names no process here (another pid namespace sharing TMPDIR):
+    -- a running engine renamed to the killed process's pid stands for it
+    local stop = tmp .. "/stop"
+    local running = subprocess.spawn(([[
+      local core = require "bearer.core"
+      print(core.engine_thread())
+      while not io.open(%q) do core.sleep(0.02) end
+    ]]):format(stop), { TMPDIR = tmp })
+    local theirs
+    for _ = 1, 500 do
+      for _, name in ipairs(entries()) do
+        if name ~= left and name:find("^bearer%-engine%-") and name ~= "bearer-engine-x-abcdef"
+           and name ~= mine then
+          theirs = name
+        end
+      end
+      if theirs then break end
+      require("bearer.core").sleep(0.01)
+    end
+    assert(theirs, "the running engine's directory")
+    local hidden = left:gsub("%-%w+$", "-zzzzzz")
+    assert(os.rename(tmp .. "/" .. theirs, tmp .. "/" .. hidden))
+    out, ok = subprocess.run([[
+      local core = require "bearer.core"
+      print(core.engine_thread())
+    ]], { TMPDIR = tmp })
+    assert.is_true(ok, out)
+    local sock = os.execute("test -S " .. tmp .. "/" .. hidden .. "/engine.sock")
+    assert(io.open(stop, "w")):close()
+    local ran_out, ran_ok = running.wait()
+    assert.is_true(ran_ok, ran_out)
+    assert.truthy(sock, "a listening engine's socket was removed")
     os.execute("rm -rf " .. tmp)
   end)
 end)

@@ -609,10 +609,27 @@ static void *engine_thread_main(void *ud) {
   return NULL;
 }
 
+/* Whether an engine still listens on the socket in directory fd: a pid
+** that names no process here may be one of another pid namespace sharing
+** TMPDIR. Only a refused connection says no; a probe sends nothing, so the
+** engine drops it at its EOF. */
+static int engine_listened(int fd) {
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/engine.sock", fd);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0) return 1;
+  int refused = connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0 && errno == ECONNREFUSED;
+  close(s);
+  return !refused;
+}
+
 /* A worker killed by a signal never removes its engine's directory. Each
 ** new engine thread removes those left by processes that are gone: named
-** for their pid, this user's, a real directory holding at most the socket
-** (anything else in it and rmdir leaves it be). Best effort, no errors. */
+** for their pid, this user's, a real directory holding at most the socket,
+** which nothing listens on (anything else in it and rmdir leaves it be).
+** Best effort, no errors. */
 static void engine_sweep(const char *tmp) {
   DIR *d = opendir(tmp);
   if (d == NULL) return;
@@ -630,8 +647,13 @@ static void engine_sweep(const char *tmp) {
       continue;
     int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) continue;
-    if (fstatat(fd, "engine.sock", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode))
+    if (fstatat(fd, "engine.sock", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode)) {
+      if (engine_listened(fd)) {
+        close(fd);
+        continue;
+      }
       unlinkat(fd, "engine.sock", 0);
+    }
     close(fd);
     unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR);
   }
