@@ -91,6 +91,19 @@ describe("bearer.json.decode #unit", function()
     assert.is_nil(doc[300].k300)
   end)
 
+  -- KiB the tables of `text` take when decoded right after `before`
+  -- (whose sizes the reader's guesses then hold), and the document
+  local function kb_decoding(before, text)
+    assert(json.decode(before))
+    collectgarbage("collect")
+    collectgarbage("stop")
+    local at = collectgarbage("count")
+    local doc = assert(json.decode(text))
+    local kb = collectgarbage("count") - at
+    collectgarbage("restart")
+    return kb, doc
+  end
+
   it("reserves for a small body no more than it can hold, after a large one", function()
     -- the size guesses carry over from one body to the next (an endpoint's
     -- answers share a shape), capped by what the rest of the body can hold
@@ -98,14 +111,7 @@ describe("bearer.json.decode #unit", function()
     for i = 1, 1000 do members[i] = ('"k%d":%d'):format(i, i) end
     local big = "{" .. table.concat(members, ",") .. "}"
     local function kb_for(text)
-      assert(json.decode(big))   -- the guess at depth 0: 1000 members
-      collectgarbage("collect")
-      collectgarbage("stop")
-      local before = collectgarbage("count")
-      local doc = assert(json.decode(text))
-      local kb = collectgarbage("count") - before
-      collectgarbage("restart")
-      return kb, doc
+      return kb_decoding(big, text)   -- the guess at depth 0: 1000 members
     end
     local kb, doc = kb_for('{"a":1}')
     assert.same({ a = 1 }, doc)
@@ -127,13 +133,7 @@ describe("bearer.json.decode #unit", function()
     local zeros = ("0,"):rep(999) .. "0"
     local small = ('{"a":'):rep(14) .. "[" .. zeros .. "]" .. ("}"):rep(14)
     local function kb_after(before_text)
-      assert(json.decode(before_text))
-      collectgarbage("collect")
-      collectgarbage("stop")
-      local before = collectgarbage("count")
-      local doc = assert(json.decode(small))
-      local kb = collectgarbage("count") - before
-      collectgarbage("restart")
+      local kb, doc = kb_decoding(before_text, small)
       assert.equal(1000, #doc.a.a.a.a.a.a.a.a.a.a.a.a.a.a)
       return kb
     end
