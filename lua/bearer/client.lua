@@ -532,7 +532,8 @@ function M.remember(t, meta)
 end
 
 -- Content types seen, and whether each is JSON: a server sends the same few
--- (a lookup is cheaper than a search per call). Bounded: emptied when full.
+-- (a lookup is cheaper than a search per call). Bounded: emptied when full,
+-- and a long value (a hostile server's) is searched, never kept.
 local json_types, n_json_types = {}, 0
 
 local function is_json(res)
@@ -541,8 +542,10 @@ local function is_json(res)
   local yes = json_types[ct]
   if yes == nil then
     yes = ct:find("json", 1, true) ~= nil
-    if n_json_types >= 64 then json_types, n_json_types = {}, 0 end
-    json_types[ct], n_json_types = yes, n_json_types + 1
+    if #ct <= 128 then
+      if n_json_types >= 64 then json_types, n_json_types = {}, 0 end
+      json_types[ct], n_json_types = yes, n_json_types + 1
+    end
   end
   return yes
 end
