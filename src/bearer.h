@@ -67,7 +67,6 @@ typedef struct bearer_transport {
 /* How user_agent_line starts; the user agent itself follows. */
 #define BEARER_USER_AGENT_PREFIX "User-Agent: "
 
-
 /* One perform's or start's arguments, read once; the strings are anchored
 ** by the Lua stack for the length of that call (libcurl copies them). */
 typedef struct bearer_request {

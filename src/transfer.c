@@ -271,39 +271,43 @@ static int transfer_append_header(bearer_transfer *t, const char *name, size_t n
   return rc;
 }
 
-/* The request's header lines from the table at idx (names and values
-** checked: a caller's mistake raises), then the client's User-Agent line
-** unless the table names one. */
+/* The caller's header lines from the table at idx (names and values
+** checked: a caller's mistake raises); whether one is a User-Agent. */
+static int transfer_caller_headers(lua_State *L, bearer_transfer *t, int idx, int with_key) {
+  int own_agent = 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING)
+      luaL_error(L, "bad header name (string expected, got %s)", luaL_typename(L, -2));
+    size_t nn, vn;
+    const char *name = lua_tolstring(L, -2, &nn);
+    if (!transfer_header_name_ok(name, nn))
+      luaL_error(L, "bad header name '%s' (not an HTTP token)", name);
+    int ty = lua_type(L, -1);
+    if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
+      luaL_error(L, "bad value for header '%s' (string expected, got %s)",
+                 name, luaL_typename(L, -1));
+    lua_pushvalue(L, -1);   /* tolstring on a copy: lua_next needs the key intact */
+    const char *value = lua_tolstring(L, -1, &vn);
+    if (!bearer_header_value_ok(value, vn))
+      luaL_error(L, "bad value for header '%s' (CR, LF and NUL are refused: "
+                 "header injection)", name);
+    if (!(with_key && transfer_is_auth_header(name))) {
+      if (transfer_append_header(t, name, nn, value, vn) != 0) luaL_error(L, "out of memory");
+      if (strcasecmp(name, "user-agent") == 0) own_agent = 1;
+    }
+    lua_pop(L, 2);
+  }
+  return own_agent;
+}
+
+/* The request's header lines: the caller's (table at idx, or nil), then
+** the client's User-Agent line unless the caller named one. */
 BEARER_INTERNAL void bearer_transfer_headers(lua_State *L, bearer_transfer *t, int idx,
                                              int with_key, const char *user_agent_line) {
-  int own_agent = 0;
   if (transfer_append(t, "Expect:") != 0) luaL_error(L, "out of memory");
-  if (!lua_isnil(L, idx)) {
-    luaL_checktype(L, idx, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-      if (lua_type(L, -2) != LUA_TSTRING)
-        luaL_error(L, "bad header name (string expected, got %s)", luaL_typename(L, -2));
-      size_t nn, vn;
-      const char *name = lua_tolstring(L, -2, &nn);
-      if (!transfer_header_name_ok(name, nn))
-        luaL_error(L, "bad header name '%s' (not an HTTP token)", name);
-      int ty = lua_type(L, -1);
-      if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
-        luaL_error(L, "bad value for header '%s' (string expected, got %s)",
-                   name, luaL_typename(L, -1));
-      lua_pushvalue(L, -1);   /* tolstring on a copy: lua_next needs the key intact */
-      const char *value = lua_tolstring(L, -1, &vn);
-      if (!bearer_header_value_ok(value, vn))
-        luaL_error(L, "bad value for header '%s' (CR, LF and NUL are refused: "
-                   "header injection)", name);
-      if (!(with_key && transfer_is_auth_header(name))) {
-        if (transfer_append_header(t, name, nn, value, vn) != 0) luaL_error(L, "out of memory");
-        if (strcasecmp(name, "user-agent") == 0) own_agent = 1;
-      }
-      lua_pop(L, 2);
-    }
-  }
+  int own_agent = !lua_isnil(L, idx) && transfer_caller_headers(L, t, idx, with_key);
   if (user_agent_line != NULL && !own_agent && transfer_append(t, user_agent_line) != 0)
     luaL_error(L, "out of memory");
 }

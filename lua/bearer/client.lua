@@ -531,23 +531,30 @@ function M.remember(t, meta)
   return t
 end
 
--- Content types seen, and whether each is JSON: a server sends the same few
--- (a lookup is cheaper than a search per call). Bounded: emptied when full,
--- and a long value (a hostile server's) is searched, never kept.
-local json_types, n_json_types = {}, 0
+-- fn(s) remembered for the strings a call sees again and again (a lookup is
+-- cheaper than a search per call). Bounded: emptied at 64 entries, and a
+-- long string (a hostile server's header) is computed, never kept.
+local function memo(fn)
+  local cache, n = {}, 0
+  return function(s)
+    local v = cache[s]
+    if v == nil then
+      v = fn(s)
+      if #s <= 128 then
+        if n >= 64 then cache, n = {}, 0 end
+        cache[s], n = v, n + 1
+      end
+    end
+    return v
+  end
+end
+
+-- Whether a content type is JSON's.
+local json_type = memo(function(ct) return ct:find("json", 1, true) ~= nil end)
 
 local function is_json(res)
   local ct = res.headers["content-type"]
-  if not ct then return false end
-  local yes = json_types[ct]
-  if yes == nil then
-    yes = ct:find("json", 1, true) ~= nil
-    if #ct <= 128 then
-      if n_json_types >= 64 then json_types, n_json_types = {}, 0 end
-      json_types[ct], n_json_types = yes, n_json_types + 1
-    end
-  end
-  return yes
+  return ct ~= nil and json_type(ct)
 end
 
 local function backoff(retry)
@@ -599,9 +606,8 @@ local REQUEST_OPTIONS = { query = true, json = true, body = true, headers = true
 -- An HTTP method is a token (RFC 9110); anything else would be a request
 -- line of our making.
 local METHOD = "^[%w!#$%%&'*+%-.^_`|~]+$"
--- Methods already checked, each to its upper case (the verbs' own names
--- are found here on every call). Bounded: emptied when full.
-local methods, n_methods = {}, 0
+-- A method's upper case, or false when it is not a token.
+local method_upper = memo(function(m) return m:find(METHOD) ~= nil and m:upper() end)
 
 --- client:request(method, path, opts) -> response | nil, err
 -- opts: query, json, body, headers, timeout, idempotency_key, max_retries
@@ -622,18 +628,13 @@ local methods, n_methods = {}, 0
 ---@return bearer.Error|nil err
 function Client:request(method, path, opts)
   local st = state(self, "request")
-  local upper = methods[method]
+  if type(method) ~= "string" then
+    error("bad argument #1 to 'request' (string expected, got " .. type(method) .. ")", 2)
+  end
+  local upper = method_upper(method)
   if not upper then
-    if type(method) ~= "string" then
-      error("bad argument #1 to 'request' (string expected, got " .. type(method) .. ")", 2)
-    end
-    if not method:find(METHOD) then
-      error("bad argument #1 to 'request' (HTTP method expected, got '"
-            .. method:gsub("[^%w]", "?") .. "')", 2)
-    end
-    upper = method:upper()
-    if n_methods >= 64 then methods, n_methods = {}, 0 end
-    methods[method], n_methods = upper, n_methods + 1
+    error("bad argument #1 to 'request' (HTTP method expected, got '"
+          .. method:gsub("[^%w]", "?") .. "')", 2)
   end
   if type(path) ~= "string" then
     error("bad argument #2 to 'request' (string expected, got " .. type(path) .. ")", 2)
