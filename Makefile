@@ -23,7 +23,20 @@ ALL_CFLAGS += -DBEARER_HIREDIS $(shell pkg-config --cflags hiredis)
 LIBS += $(shell pkg-config --libs hiredis)
 endif
 
-SRC = src/core.c src/key.c src/client.c src/transfer.c src/engine.c src/crypto.c src/error.c src/redact.c src/json.c src/vault.c src/redis.c
+# nginx's headers (nginx-dev) are optional too (src/engine_nginx.c): with
+# them an nginx worker's transfers run on that worker's own event loop,
+# without them on an engine thread. They are configured once, into
+# build/nginx, with the flags Debian built its nginx with, so the structs
+# match the nginx Debian ships (the core checks its module signature at run
+# time). NGINX=no builds without them.
+NGINX_SRC ?= /usr/share/nginx/src
+NGINX ?= $(shell test -f $(NGINX_SRC)/conf_flags && echo yes || echo no)
+ifeq ($(NGINX),yes)
+NGX_CONFIG = build/nginx/objs/ngx_auto_config.h
+ALL_CFLAGS += -DBEARER_NGINX $(foreach d,src/core src/event src/event/modules src/os/unix objs,-isystem build/nginx/$(d))
+endif
+
+SRC = src/core.c src/key.c src/client.c src/transfer.c src/engine.c src/engine_nginx.c src/crypto.c src/error.c src/redact.c src/json.c src/vault.c src/redis.c
 HDR = src/bearer.h src/compat.h
 
 BUSTED ?= busted --lua=lua5.4
@@ -39,12 +52,17 @@ INC_5.1 = $(LUA51_INC)
 INC_5.3 = $(LUA53_INC)
 INC_5.4 = $(LUA54_INC)
 INC_luajit = $(LUAJIT_INC)
-build/%/bearer/core.so: $(SRC) $(HDR)
+build/%/bearer/core.so: $(SRC) $(HDR) $(NGX_CONFIG)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -I$(INC_$*) -shared -o $@ $(SRC) $(LIBS)
 
 deps:
 	@sh .ci/install-deps
+
+build/nginx/objs/ngx_auto_config.h: $(NGINX_SRC)/conf_flags
+	@rm -rf build/nginx && mkdir -p build && cp -r $(NGINX_SRC) build/nginx
+	@cd build/nginx && bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}"' >configure.log 2>&1 \
+	  || { echo "bearer: configuring nginx's headers failed (build/nginx/configure.log); NGINX=no builds without them" >&2; exit 1; }
 
 # luacheck over every Lua file (.luacheckrc). A directory gives luacheck its
 # *.lua files only, so bin/'s scripts (no extension) are named one by one.
@@ -117,7 +135,7 @@ build/asan/lua-asan: .ci/lua-asan.c
 
 # ALL_CFLAGS as the user builds have them (hiredis included); SAN_FLAGS
 # come last, so their -O1 wins.
-build/asan/5.4/bearer/core.so: $(SRC) $(HDR)
+build/asan/5.4/bearer/core.so: $(SRC) $(HDR) $(NGX_CONFIG)
 	@mkdir -p $(@D)
 	$(SAN_CC) $(ALL_CFLAGS) $(SAN_FLAGS) -I$(LUA54_INC) -shared -o $@ $(SRC) $(LIBS)
 
@@ -128,7 +146,7 @@ check-asan: deps hardening-deps build build/asan/lua-asan build/asan/5.4/bearer/
 FUZZ_OBJ = $(SRC:src/%.c=build/fuzz/obj/%.o)
 .SECONDARY: $(FUZZ_OBJ)
 
-build/fuzz/obj/%.o: src/%.c $(HDR)
+build/fuzz/obj/%.o: src/%.c $(HDR) $(NGX_CONFIG)
 	@mkdir -p $(@D)
 	$(SAN_CC) $(ALL_CFLAGS) $(SAN_FLAGS) -fsanitize=fuzzer-no-link -I$(LUA54_INC) -c -o $@ $<
 

@@ -34,7 +34,7 @@ build = {
   type = "builtin",
   modules = {
     ["bearer.core"] = {
-      sources = { "src/core.c", "src/key.c", "src/client.c", "src/transfer.c", "src/engine.c",
+      sources = { "src/core.c", "src/key.c", "src/client.c", "src/transfer.c", "src/engine.c", "src/engine_nginx.c",
                   "src/crypto.c", "src/error.c", "src/redact.c", "src/json.c", "src/vault.c", "src/redis.c" },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto", "pthread" },

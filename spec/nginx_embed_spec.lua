@@ -9,9 +9,11 @@ local KEY = emulator.OVERTEN_KEY
 -- the emulator's seeded org signs per-request webhooks with this secret
 local WEBHOOK_SECRET = "whsec_emu_5f3c9a7e1b2d4f6a8c0e2b4d6f8a0c1e"
 
-local function start_nginx(emu, workers)
+-- engine: "loop" (the default) or "thread"; connections: worker_connections
+local function start_nginx(emu, workers, engine, connections)
   return emulator.start({ BEARER_EMULATOR_URL = emu.url, BEARER_TEST_WEBHOOK_SECRET = WEBHOOK_SECRET,
-                          BEARER_EMULATOR_WORKERS = workers },
+                          BEARER_EMULATOR_WORKERS = workers, BEARER_TEST_ENGINE = engine or "loop",
+                          BEARER_TEST_CONNECTIONS = connections or 1024 },
                         emulator.ROOT .. "/spec/nginx/embed.conf.in", 20)
 end
 
@@ -251,10 +253,49 @@ describe("bearer inside nginx #integration", function()
   -- The worker's engine thread against the worker's own thread: transfers
   -- that finish before anyone waits, waiters that are gone, transfers
   -- still in flight when the Lua state closes (a reload's old worker).
-  describe("engine lifetimes", function()
+  it("runs transfers on the worker's own event loop: no engine thread", function()
+    assert.equal(200, get_json(one, "/app/call?tag=loop").status)
+    local out = get_json(one, "/app/engine")
+    assert.matches("bearer.Engine(nginx,", out.engine, 1, true)
+    assert.is_false(out.why_thread)
+    assert.equal(5, out.threads)   -- the worker's own and thread_pool's 4: no engine thread
+  end)
+
+  describe("with few worker_connections", function()
+    local small
+    setup(function() small = start_nginx(emu, 1, "loop", 48) end)
+    teardown(function() if small then small:stop() end end)
+
+    it("fails the calls whose sockets nginx has no connection for, and keeps going", function()
+      emu:fault{ path = "/echo/many*", type = "slow", delay = 0.3, times = -1 }
+      local pid = get_json(small, "/app/fast").pid
+      local codes = get_json(small, "/app/many?n=80")
+      emu:clear_faults()
+      assert.is_true((codes.ok or 0) > 0, cjson.encode(codes))
+      assert.is_true((codes.worker_connections or 0) > 0, cjson.encode(codes))
+      assert.equal(80, (codes.ok or 0) + codes.worker_connections, cjson.encode(codes))
+      assert.equal(pid, get_json(small, "/app/fast").pid)
+      for _, line in ipairs(small:error_lines()) do
+        assert.is_nil(line:find("signal", 1, true), line)
+      end
+      -- the connections came back: a second round finds them again
+      assert.same({ ok = 20 }, get_json(small, "/app/many?n=20"))
+    end)
+  end)
+
+  for _, way in ipairs{ "loop", "thread" } do
+  describe("engine lifetimes (" .. way .. ")", function()
     local three
-    setup(function() three = start_nginx(emu, 1) end)
+    setup(function() three = start_nginx(emu, 1, way) end)
     teardown(function() if three then three:stop() end end)
+
+    it("runs the engine the way configured", function()
+      assert.equal(200, get_json(three, "/app/call?tag=" .. way).status)
+      local out = get_json(three, "/app/engine")
+      assert.matches(way == "loop" and "(nginx," or "(threaded,", out.engine, 1, true)
+      -- the worker's own, thread_pool's 4 and, on a thread, the engine's
+      assert.equal(way == "loop" and 5 or 6, out.threads)
+    end)
 
     local function no_signal()
       for _, line in ipairs(three:error_lines()) do
@@ -270,7 +311,7 @@ describe("bearer inside nginx #integration", function()
     -- now and then (signal 11) when its transfer was done before the
     -- worker's thread started waiting
     it("finishes blocking calls whose transfers end before the worker waits", function()
-      assert.equal(200, get_json(three, "/app/call?tag=threaded").status)   -- the engine thread runs
+      assert.equal(200, get_json(three, "/app/call?tag=first").status)   -- the engine runs
       local pid = get_json(three, "/app/fast").pid
       local out = get_json(three, "/blocking?n=400")
       assert.same({ connect_failed = 400 }, out)
@@ -300,9 +341,9 @@ describe("bearer inside nginx #integration", function()
         assert.equal(200, old.status)
         local pid = get_json(three, "/app/fast").pid
         three.http:get("/app/abandon?how=exit")
-        assert.is_true(get_json(three, "/app/gc").running > 0)
+        assert.is_true(get_json(three, "/app/gc?collect=no").running > 0)
         -- the old worker has no request left: it exits (lua_close) while
-        -- its engine thread still runs the ten transfers
+        -- its engine still runs the ten transfers
         assert.is_true(os.execute(("nginx -p %s/ -c %s/nginx.conf -s reload 2>/dev/null")
                                   :format(three.prefix, three.prefix)))
         wait_for(function() return not alive(pid) end, "the old worker to exit")
@@ -316,6 +357,7 @@ describe("bearer inside nginx #integration", function()
       no_signal()
     end)
   end)
+  end
 
   describe("with two workers", function()
     local two

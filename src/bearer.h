@@ -91,7 +91,8 @@ typedef struct bearer_buf {
 /* Why a libcurl callback stopped a transfer; decides the error's kind. */
 typedef enum {
   BEARER_STOP_NONE, BEARER_STOP_TOO_LARGE, BEARER_STOP_HEAD_TOO_LARGE,
-  BEARER_STOP_NO_MEMORY, BEARER_STOP_MALFORMED, BEARER_STOP_NOT_LOOPBACK
+  BEARER_STOP_NO_MEMORY, BEARER_STOP_MALFORMED, BEARER_STOP_NOT_LOOPBACK,
+  BEARER_STOP_NO_CONNECTION
 } bearer_stop;
 
 typedef enum { BEARER_T_BUILDING, BEARER_T_RUNNING, BEARER_T_DONE, BEARER_T_CLOSED } bearer_tstate;
@@ -104,6 +105,7 @@ typedef struct bearer_transfer {
   int consumed;             /* result() was taken */
   int cancel;               /* close() asked a threaded engine to abort it */
   int ref;                  /* registry anchor while a threaded engine runs it */
+  void *waiter;             /* on nginx's loop: the semaphore its handler waits on (owned) */
   uint64_t token;           /* names it to the engine's waiting handlers */
   bearer_engine *engine;    /* while running */
   struct bearer_transfer *next, *prev;   /* the engine's running list */
@@ -156,6 +158,21 @@ BEARER_INTERNAL int bearer_engine_cancel(bearer_transfer *t);
 BEARER_INTERNAL void bearer_engine_detach(bearer_transfer *t);
 BEARER_INTERNAL int bearer_engine_step(bearer_engine *e, int ms);
 BEARER_INTERNAL void bearer_engine_finish(bearer_engine *e, bearer_transfer *t);
+BEARER_INTERNAL void bearer_engine_act(bearer_engine *e, curl_socket_t fd, int mask);
+BEARER_INTERNAL void bearer_engine_refuse(bearer_engine *e, CURL *easy);
+
+/* }====================================================== */
+
+/* {====================================================== on nginx's loop (engine_nginx.c) */
+
+typedef struct bearer_nginx bearer_nginx;
+
+BEARER_INTERNAL const char *bearer_nginx_unavailable(void);
+BEARER_INTERNAL bearer_nginx *bearer_nginx_attach(bearer_engine *e, CURLM *multi);
+BEARER_INTERNAL void bearer_nginx_free(bearer_nginx *n);
+BEARER_INTERNAL void *bearer_nginx_waiter_new(void);
+BEARER_INTERNAL void bearer_nginx_waiter_wake(void *w);
+BEARER_INTERNAL void bearer_nginx_waiter_free(void *w);
 
 /* }====================================================== */
 

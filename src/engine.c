@@ -81,6 +81,7 @@ struct bearer_engine {
   long max_conns;           /* the connection cache's size: a high-water mark */
   uint64_t next_token;
   /* threaded mode: everything below the mutex guards is shared */
+  bearer_nginx *nginx;      /* on an nginx worker's event loop (engine_nginx.c), or NULL */
   int threaded, stop;
   pthread_t thread;
   pthread_mutex_t mu;
@@ -88,7 +89,7 @@ struct bearer_engine {
   bearer_transfer *queue;   /* started, not yet on the multi (guarded) */
   int woken;                /* the engine thread is awake or woken (guarded): a start
                             ** writes the eventfd only when it is about to sleep */
-  int cancels;              /* close() asked to abort some transfer (guarded) */
+  int cancels;              /* some transfer is to be aborted (guarded when threaded) */
   int *unref;               /* refs of finished transfers (guarded) */
   size_t n_unref, cap_unref;
   size_t n_anchored;        /* refs taken, not yet released: worker's thread only */
@@ -155,7 +156,9 @@ static void engine_notify(bearer_engine *e, uint64_t token);
 static void engine_finished(bearer_engine *e, bearer_transfer *t, CURLcode rc) {
   int ref = t->ref;
   uint64_t token = t->token;
+  void *waiter = t->waiter;
   bearer_transfer_complete(t, rc);
+  if (waiter != NULL) bearer_nginx_waiter_wake(waiter);
   if (!e->threaded) return;
   pthread_mutex_lock(&e->mu);
   if (ref > 0 && e->n_unref < e->cap_unref) e->unref[e->n_unref++] = ref;
@@ -192,6 +195,7 @@ static int engine_setup(bearer_engine *e) {
   e->share = curl_share_init();
   e->pid = bearer_pid();
   e->threaded = 0;
+  e->nginx = NULL;
   e->listen_fd = e->epfd = e->wake_fd = -1;
   e->subscriber = -1;
   e->max_conns = 0;
@@ -208,6 +212,7 @@ static bearer_engine *engine_ready(lua_State *L, bearer_engine *e) {
   if (e->closed) luaL_error(L, "attempt to use a closed bearer.Engine");
   if (e->pid != bearer_pid()) {
     e->threaded = 0;
+    e->nginx = NULL;   /* the parent's nginx connections: left, as its multi handle */
     engine_fail_all(e, CURLE_ABORTED_BY_CALLBACK, 0);
     e->multi = NULL;
     e->share = NULL;
@@ -279,6 +284,8 @@ BEARER_INTERNAL int bearer_engine_add(lua_State *L, bearer_engine *e, bearer_tra
                                       int idx) {
   t->token = ++e->next_token;
   if (!e->threaded) {
+    if (e->nginx != NULL && t->waiter == NULL && (t->waiter = bearer_nginx_waiter_new()) == NULL)
+      return -1;
     curl_easy_setopt(t->easy, CURLOPT_SHARE, e->share);
     if (curl_multi_add_handle(e->multi, t->easy) != CURLM_OK) return -1;
     engine_link(e, t);
@@ -328,6 +335,43 @@ static void engine_collect(bearer_engine *e) {
   }
 }
 
+/* Aborts the running transfers marked to be (close() in threaded mode, a
+** socket nginx could not watch). */
+static void engine_abort_marked(bearer_engine *e) {
+  for (bearer_transfer *t = e->running, *next; t != NULL; t = next) {
+    next = t->next;
+    if (__atomic_load_n(&t->cancel, __ATOMIC_ACQUIRE)) {
+      engine_unlink(e, t, 1);
+      engine_finished(e, t, CURLE_ABORTED_BY_CALLBACK);
+    }
+  }
+}
+
+/* nginx's loop saw socket fd ready (mask), or libcurl's timeout came
+** (CURL_SOCKET_TIMEOUT): libcurl runs what is ready, and each finished
+** transfer gets its outcome and wakes its handler. */
+BEARER_INTERNAL void bearer_engine_act(bearer_engine *e, curl_socket_t fd, int mask) {
+  int still;
+  curl_multi_socket_action(e->multi, fd, mask, &still);
+  engine_collect(e);
+  if (e->cancels) {
+    e->cancels = 0;
+    engine_abort_marked(e);
+  }
+}
+
+/* From libcurl's socket callback on nginx's loop: easy's socket cannot be
+** watched (the worker's connections all in use), so its transfer fails
+** once socket_action returns; a callback may not take a handle off. */
+BEARER_INTERNAL void bearer_engine_refuse(bearer_engine *e, CURL *easy) {
+  bearer_transfer *t = NULL;
+  curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
+  if (t == NULL) return;
+  t->stop = BEARER_STOP_NO_CONNECTION;
+  t->cancel = 1;
+  e->cancels = 1;
+}
+
 /* Runs libcurl once, then hands each finished transfer its outcome. */
 static int engine_perform(bearer_engine *e) {
   int still = 0;
@@ -340,6 +384,7 @@ static int engine_perform(bearer_engine *e) {
 /* Waits at most ms for activity and runs what is ready (inline mode); the
 ** number of transfers that finished. Never runs Lua. */
 BEARER_INTERNAL int bearer_engine_step(bearer_engine *e, int ms) {
+  if (e->nginx != NULL) return 0;   /* nginx's loop runs it */
   int done = engine_perform(e);
   if (done > 0 || e->n_running == 0) return done;
   long want = -1;
@@ -359,6 +404,14 @@ static int engine_is_done(bearer_transfer *t) {
 ** engine t was added to, never t->engine: a threaded engine may have
 ** finished t, and taken it off, before the caller gets here. */
 BEARER_INTERNAL void bearer_engine_finish(bearer_engine *e, bearer_transfer *t) {
+  if (e->nginx != NULL) {
+    /* the loop is this thread, blocked here: the call runs alone, on its
+    ** own handle (libcurl has not touched it on the multi handle yet) */
+    if (t->state != BEARER_T_RUNNING) return;
+    engine_unlink(e, t, 1);
+    engine_finished(e, t, curl_easy_perform(t->easy));
+    return;
+  }
   if (!e->threaded) {
     while (t->state == BEARER_T_RUNNING) bearer_engine_step(e, 1000);
     return;
@@ -511,13 +564,7 @@ static int engine_take_queue(bearer_engine *e) {
     }
   }
   engine_size_cache(e);
-  for (bearer_transfer *t = cancels ? e->running : NULL, *next; t != NULL; t = next) {
-    next = t->next;
-    if (__atomic_load_n(&t->cancel, __ATOMIC_ACQUIRE)) {
-      engine_unlink(e, t, 1);
-      engine_finished(e, t, CURLE_ABORTED_BY_CALLBACK);
-    }
-  }
+  if (cancels) engine_abort_marked(e);
   return stop;
 }
 
@@ -742,6 +789,30 @@ static int engine_thread_lua(lua_State *L) {
   return 1;
 }
 
+/* core.engine_nginx() -> true | false, why: this state's engine runs on
+** its nginx worker's own event loop from now on (engine_nginx.c); false
+** and why where it cannot, and the caller takes engine_thread() instead.
+** Like that one, it must come before the state's first transfer. */
+static int engine_nginx_lua(lua_State *L) {
+  bearer_engine *e = bearer_engine_push(L);
+  if (e->nginx != NULL) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  const char *why = e->threaded ? "the engine already runs in a thread of its own"
+                  : e->n_running > 0 ? "transfers are already running inline"
+                  : bearer_nginx_unavailable();
+  if (why != NULL) {
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  e->nginx = bearer_nginx_attach(e, e->multi);
+  if (e->nginx == NULL) return luaL_error(L, "engine_nginx: out of memory");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* Stops the engine thread (ours, not a forked parent's) and closes its
 ** socket; transfers still running are failed after. */
 static void engine_stop_thread(bearer_engine *e) {
@@ -807,6 +878,12 @@ static int engine_gc(lua_State *L) {
   bearer_engine *e = luaL_checkudata(L, 1, BEARER_ENGINE_MT);
   int ours = e->pid == bearer_pid();
   engine_stop_thread(e);
+  if (e->nginx != NULL && ours) {   /* libcurl's cleanup below calls it no more */
+    curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+    curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, NULL);
+    bearer_nginx_free(e->nginx);
+  }
+  e->nginx = NULL;
   int threaded = e->threaded;
   e->threaded = 0;   /* from here on this thread alone */
   if (e->multi != NULL) engine_fail_all(e, CURLE_ABORTED_BY_CALLBACK, ours);
@@ -828,7 +905,8 @@ static int engine_gc(lua_State *L) {
 static int engine_tostring(lua_State *L) {
   bearer_engine *e = luaL_checkudata(L, 1, BEARER_ENGINE_MT);
   if (e->closed) lua_pushliteral(L, "bearer.Engine(closed)");
-  else lua_pushfstring(L, "bearer.Engine(%s, %d running)", e->threaded ? "threaded" : "inline",
+  else lua_pushfstring(L, "bearer.Engine(%s, %d running)",
+                       e->threaded ? "threaded" : e->nginx != NULL ? "nginx" : "inline",
                        (int)e->n_running);
   return 1;
 }
@@ -850,6 +928,7 @@ static const luaL_Reg engine_meta[] = {
 static const luaL_Reg engine_functions[] = {
   {"engine", engine_get},
   {"engine_thread", engine_thread_lua},
+  {"engine_nginx", engine_nginx_lua},
   {NULL, NULL}
 };
 

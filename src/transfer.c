@@ -558,6 +558,8 @@ static int transfer_gc(lua_State *L) {
   bearer_transfer_release(t);
   transfer_release_cred(t);
   transfer_free_buffers(t);
+  if (t->waiter != NULL) bearer_nginx_waiter_free(t->waiter);
+  t->waiter = NULL;
   free(t->sink_path);
   t->sink_path = NULL;
   if (t->state != BEARER_T_DONE) t->rc = CURLE_ABORTED_BY_CALLBACK;
@@ -731,6 +733,7 @@ static void transfer_push_failure(lua_State *L, bearer_transfer *t) {
     case BEARER_STOP_NO_MEMORY: kind = "connection"; code = "out_of_memory"; break;
     case BEARER_STOP_MALFORMED: kind = "server"; code = "malformed_response"; break;
     case BEARER_STOP_NOT_LOOPBACK: kind = "config"; code = "insecure_transport"; break;
+    case BEARER_STOP_NO_CONNECTION: kind = "connection"; code = "worker_connections"; break;
     case BEARER_STOP_NONE:
       if (t->rc == CURLE_OPERATION_TIMEDOUT && t->request_size == 0) code = "connect_timeout";
       /* after the request went out, this is libcurl refusing the answer
@@ -756,6 +759,9 @@ static void transfer_push_failure(lua_State *L, bearer_transfer *t) {
   else if (t->stop == BEARER_STOP_NOT_LOOPBACK)
     lua_pushliteral(L, "refusing to send credentials over plain http: the host "
                        "resolved to an address that is not loopback");
+  else if (t->stop == BEARER_STOP_NO_CONNECTION)
+    lua_pushliteral(L, "the nginx worker has no connection free for this call's "
+                       "socket (raise worker_connections)");
   else
     bearer_redact_push(L, detail, strlen(detail), t->cred);
   luaL_pushfail(L);
@@ -856,6 +862,16 @@ static int transfer_token(lua_State *L) {
   return 1;
 }
 
+/* t:waiter() -> lightuserdata | nil: on an nginx worker's loop, the
+** semaphore (lua-nginx-module's) posted when t is done; t owns it, so it
+** is waited on only while t is held. */
+static int transfer_waiter(lua_State *L) {
+  bearer_transfer *t = transfer_check(L);
+  if (t->waiter == NULL) lua_pushnil(L);
+  else lua_pushlightuserdata(L, t->waiter);
+  return 1;
+}
+
 static int transfer_tostring(lua_State *L) {
   bearer_transfer *t = luaL_checkudata(L, 1, BEARER_TRANSFER_MT);
   static const char *const names[] = { "building", "running", "done", "closed" };
@@ -870,6 +886,7 @@ static const luaL_Reg transfer_methods[] = {
   {"result", transfer_result},
   {"progress", transfer_progress},
   {"token", transfer_token},
+  {"waiter", transfer_waiter},
   {"close", transfer_gc},
   {NULL, NULL}
 };

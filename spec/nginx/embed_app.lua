@@ -139,11 +139,43 @@ routes["/app/abandon"] = function()
   error("the handler gives up with calls in flight")
 end
 
--- Collects this worker's garbage (transfers nobody holds any more) and
--- says how many transfers its engine still runs.
+-- The worker's engine: how it runs, why not on the loop, and the worker's
+-- OS threads (an engine thread is one more).
+routes["/app/engine"] = function()
+  local f = assert(io.open("/proc/self/status"))
+  local n = tonumber(f:read("*a"):match("\nThreads:%s*(%d+)"))
+  f:close()
+  return { engine = tostring(require("bearer.core").engine()), threads = n,
+           why_thread = require("bearer.ngx.engine").why_thread or false }
+end
+
+-- Calls n slow routes at once, each on a connection of its own (a
+-- client per call): with few worker_connections some find none.
+routes["/app/many"] = function()
+  local n = tonumber(ngx.var.arg_n)
+  local threads, codes = {}, {}
+  for i = 1, n do
+    threads[i] = ngx.thread.spawn(function()
+      local res, err = client{ timeout = 10 }:get("/echo/many" .. i)
+      return res and "ok" or err.code
+    end)
+  end
+  for i = 1, n do
+    local _, code = ngx.thread.wait(threads[i])
+    codes[code] = (codes[code] or 0) + 1
+  end
+  return codes
+end
+
+-- Collects this worker's garbage (transfers nobody holds any more; with
+-- ?collect=no it does not) and says how many transfers its engine still
+-- runs. On the worker's loop an abandoned transfer runs until it is
+-- collected; on an engine thread, until it is done.
 routes["/app/gc"] = function()
-  collectgarbage()
-  collectgarbage()
+  if ngx.var.arg_collect ~= "no" then
+    collectgarbage()
+    collectgarbage()
+  end
   local _, running = require("bearer.core").engine():step()
   return { pid = ngx.worker.pid(), running = running }
 end

@@ -1,26 +1,38 @@
 --- bearer.ngx.engine: the transfer engine inside an nginx worker.
 --
--- The worker's engine runs libcurl in a thread of its own (the C core's
--- threaded mode), so the worker's event loop never waits on a transfer and
--- no OS thread is held per call in flight. A handler starts its transfer
--- (built in C: the key never becomes a Lua string) and waits on a
--- semaphore of its own. One reader per worker (a timer's light thread)
--- holds a cosocket to the engine's unix socket, subscribed to every
--- finished transfer's token: the engine writes those tokens, one write per
--- loop for all that finished, and the reader posts the semaphore of each.
--- So a call costs no connection and no write of its own; the reader's read
--- yields to nginx like any cosocket.
+-- The worker's engine runs libcurl on the worker's own event loop (the C
+-- core's nginx way, src/engine_nginx.c): libcurl's sockets sit in the
+-- worker's epoll set and its timeouts in nginx's timer tree, like
+-- proxy_pass's upstream connections. A handler starts its transfer (built
+-- in C: the key never becomes a Lua string) and waits on the semaphore
+-- the transfer owns; the finished transfer posts it, and nginx resumes
+-- the handler. No OS thread is held per call in flight, nothing polls,
+-- and a call crosses no thread.
 --
--- Should the reader be gone (the worker exiting, the socket failing), a
--- waiting handler still wakes every WAIT_SLICE seconds to look at its
--- transfer, so no call waits past its own timeout.
+-- Where that way is unavailable (a core built without nginx's headers, an
+-- nginx other than the one it was built against, an event method other
+-- than epoll) the engine runs libcurl in a thread of its own instead:
+-- one reader per worker (a timer's light thread) holds a cosocket to the
+-- engine's unix socket, subscribed to every finished transfer's token;
+-- the engine writes those tokens, one write per loop for all that
+-- finished, and the reader posts each waiting handler's semaphore.
+-- bearer.ngx.configure{ engine = "thread" } asks for that way.
+--
+-- Either way, a waiting handler still wakes every WAIT_SLICE seconds to
+-- look at its transfer, so no call waits past its own timeout.
 local core = require "bearer.core"
 local semaphore = require "ngx.semaphore"
 
 local M = {
   wait_slice = 1,            -- seconds between a waiter's own looks
   progress_every = 0.1,      -- seconds between on_progress calls
+  why_thread = nil,          -- why the loop was not taken, once the engine is set up
 }
+
+-- A transfer's semaphore is the C core's (lua-nginx-module's, made and
+-- freed by the transfer): waited on through ngx.semaphore's own methods.
+local ffi = require "ffi"
+local sema_mt = getmetatable(semaphore.new(0))
 
 local waiting = {}   -- token -> semaphore of the handler waiting for it
 -- Semaphores of finished waits, for the next ones (one new semaphore per
@@ -29,6 +41,7 @@ local waiting = {}   -- token -> semaphore of the handler waiting for it
 local spare, n_spare = {}, 0
 local SPARE_MAX = 256
 local path, pid      -- this worker's engine socket
+local on_loop        -- this worker's engine runs on its event loop
 local reader_on = false
 
 local function reader(premature)
@@ -67,14 +80,21 @@ local function reader(premature)
 end
 
 --- This worker's engine: its thread started and its reader running.
-local function ready()
+local function ready(way)
   local me = ngx.worker.pid()
   if pid ~= me then
-    path = core.engine_thread()
+    on_loop, M.why_thread = false, "configure{ engine = \"thread\" }"
+    if way ~= "thread" then on_loop, M.why_thread = core.engine_nginx() end
+    if on_loop then
+      M.why_thread = nil
+    else
+      path = core.engine_thread()
+      ngx.log(ngx.INFO, "bearer: transfers run on an engine thread: ", M.why_thread)
+    end
     pid = me
     reader_on = false
   end
-  if not reader_on then
+  if not on_loop and not reader_on then
     local ok = ngx.timer.at(0, reader)
     reader_on = ok and true or false
   end
@@ -87,6 +107,19 @@ local function report(t, progress, final)
   local down, down_total, up, up_total = t:progress()
   if progress.upload then progress.on_progress(up, up_total)
   else progress.on_progress(down, down_total) end
+end
+
+--- Yields until transfer t, on the worker's loop, is done or `seconds`
+-- have passed; its semaphore is posted once, when it is done.
+local function wait_on_loop(t, seconds, progress)
+  local sema = setmetatable({ sem = ffi.cast("ngx_http_lua_sema_t *", t:waiter()) }, sema_mt)
+  local slice = progress and M.progress_every or M.wait_slice
+  local deadline = ngx.now() + seconds
+  while not t:done() and ngx.now() < deadline do
+    sema:wait(slice)
+    if progress then report(t, progress) end
+  end
+  if progress then report(t, progress, true) end
 end
 
 --- Yields until transfer t is done or `seconds` have passed.
@@ -126,15 +159,17 @@ end
 ---@param headers table
 ---@param body any
 ---@param opts table
+---@param way "loop"|"thread"|nil the worker's first call sets the engine up this way
 ---@return table|nil response
 ---@return bearer.Error|nil err
-function M.perform(handle, method, url, headers, body, opts)
-  ready()
+function M.perform(handle, method, url, headers, body, opts, way)
+  ready(way)
   local t, err = handle:start(method, url, headers, body, opts)
   if not t then return nil, err end
   local seconds = (opts.timeout or 600) + 5
-  wait(t, seconds, opts.on_progress and { on_progress = opts.on_progress,
-                                          upload = opts.form ~= nil } or nil)
+  local progress = opts.on_progress and { on_progress = opts.on_progress, upload = opts.form ~= nil }
+  if on_loop then wait_on_loop(t, seconds, progress)
+  else wait(t, seconds, progress) end
   if not t:done() then
     t:close()
     return nil, require("bearer.error").new{ kind = "timeout", code = "timeout",

@@ -5,9 +5,11 @@
 -- the shared limiter, and the settings below.
 --
 -- Transfers run on the worker's transfer engine (bearer.ngx.engine, the
--- default): libcurl runs in the engine's own thread, the handler's
--- coroutine yields on a cosocket until its transfer is done, so the event
--- loop never blocks and no thread is held per call in flight.
+-- default): libcurl runs on the worker's own event loop, the handler's
+-- coroutine yields on a semaphore until its transfer is done, so the event
+-- loop never blocks and no thread is held per call in flight. Where the
+-- core cannot use the loop it runs libcurl in an engine thread of its own
+-- (configure{ engine = "thread" } asks for that).
 --
 -- configure{ transport = "threads" } keeps the older way: transfers run in
 -- an nginx thread pool (ngx.run_worker_thread), the request's coroutine
@@ -33,6 +35,7 @@ local errors = require "bearer.error"
 --- Options of `bearer.ngx.configure{...}`.
 ---@class bearer.ngx.Options
 ---@field transport "engine"|"threads"|nil the worker's engine (default) or the thread pool
+---@field engine "loop"|"thread"|nil the engine on the worker's event loop (default) or in a thread
 ---@field pool string|nil the thread pool's name (default "bearer")
 ---@field dict string|nil the shared dict's name (default "bearer")
 ---@field allow_blocking boolean|nil let phases that cannot yield block
@@ -48,6 +51,7 @@ local M = {
   concurrency = 16,         -- transfers in flight per worker (<= the VM pool size)
   queue_timeout = 60,       -- seconds a transfer may wait for its turn
   via = "engine",           -- configure{ transport = }: "engine", or "threads" (the pool)
+  engine = "loop",          -- the engine on the worker's event loop, or "thread": its own
   store = nil,              -- a redis:// URL: every client's rate limit and watch slot there
   on_store_error = "error", -- or "local": the shared dict's limit while that server fails
 }
@@ -66,6 +70,7 @@ local YIELDABLE = { rewrite = true, access = true, content = true, timer = true 
 
 ---@class bearer.ngx.Settings
 ---@field transport? "engine"|"threads"
+---@field engine? "loop"|"thread"
 ---@field pool? string
 ---@field dict? string
 ---@field allow_blocking? boolean
@@ -74,8 +79,8 @@ local YIELDABLE = { rewrite = true, access = true, content = true, timer = true 
 ---@field store? string
 ---@field on_store_error? "error"|"local"
 
---- bearer.ngx.configure{ transport =, pool =, dict =, allow_blocking =, concurrency =,
---   queue_timeout =, store =, on_store_error = }
+--- bearer.ngx.configure{ transport =, engine =, pool =, dict =, allow_blocking =,
+--   concurrency =, queue_timeout =, store =, on_store_error = }
 ---@param opts bearer.ngx.Settings
 function M.configure(opts)
   if type(opts) ~= "table" then
@@ -90,6 +95,10 @@ function M.configure(opts)
     elseif k == "via" then
       if v ~= "engine" and v ~= "threads" then
         error("bad option 'transport' to 'configure' (\"engine\" or \"threads\" expected)", 2)
+      end
+    elseif k == "engine" then
+      if v ~= "loop" and v ~= "thread" then
+        error("bad option 'engine' to 'configure' (\"loop\" or \"thread\" expected)", 2)
       end
     elseif k == "store" or k == "on_store_error" then
       local ratelimit = require "bearer.ratelimit"
@@ -196,7 +205,7 @@ function M.transport(c_opts)
     end
     if M.via == "engine" then
       engine = engine or require "bearer.ngx.engine"
-      return engine.perform(client, method, url, headers, body, opts)
+      return engine.perform(client, method, url, headers, body, opts, M.engine)
     end
     local key = client:key()
     if key and key:is_closed() then
