@@ -28,7 +28,8 @@ endif
 # without them on an engine thread. They are configured once, into
 # build/nginx, with the flags Debian built its nginx with, so the structs
 # match the nginx Debian ships (the core checks its module signature at run
-# time). NGINX=no builds without them.
+# time). NGINX=no builds without them. The targets that install packages
+# build in a second make, which sees what `deps` installed.
 NGINX_SRC ?= /usr/share/nginx/src
 NGINX ?= $(shell test -f $(NGINX_SRC)/conf_flags && echo yes || echo no)
 ifeq ($(NGINX),yes)
@@ -70,18 +71,22 @@ LINT_PATHS = $(wildcard lua examples spec bench tools fuzz) $(wildcard bin/*)
 lint: deps
 	@luacheck --no-color -q $(LINT_PATHS)
 
-test: deps build
+test: deps
+	@$(MAKE) --no-print-directory build
 	@sh .ci/run-specs
 
-check-memory: deps build
+check-memory: deps
+	@$(MAKE) --no-print-directory build
 	@sh .ci/check-memory
 
-demo: deps build
+demo: deps
+	@$(MAKE) --no-print-directory build
 	@sh examples/run-demo
 
 # examples/nginx against the emulator, in the foreground until Ctrl-C;
 # nginx-example-stop stops one left running (examples/nginx/run start).
-nginx-example: deps build
+nginx-example: deps
+	@$(MAKE) --no-print-directory build
 	@examples/nginx/run
 
 nginx-example-stop:
@@ -90,7 +95,8 @@ nginx-example-stop:
 # The rows of issue 9 item 6, each paired with its C + libcurl or proxy_pass
 # anchor (bench/run; BENCH_QUICK=1 for a 1-2 minute pass). Never part of
 # `make test`: a missed target prints MISS and the command still exits 0.
-bench: deps build build/bench/anchor
+bench: deps
+	@$(MAKE) --no-print-directory build build/bench/anchor
 	@sh .ci/install-deps wrk lua-curl || echo "bench: rows that need them are skipped"
 	@bench/run
 
@@ -139,7 +145,8 @@ build/asan/5.4/bearer/core.so: $(SRC) $(HDR) $(NGX_CONFIG)
 	@mkdir -p $(@D)
 	$(SAN_CC) $(ALL_CFLAGS) $(SAN_FLAGS) -I$(LUA54_INC) -shared -o $@ $(SRC) $(LIBS)
 
-check-asan: deps hardening-deps build build/asan/lua-asan build/asan/5.4/bearer/core.so
+check-asan: deps hardening-deps
+	@$(MAKE) --no-print-directory build build/asan/lua-asan build/asan/5.4/bearer/core.so
 	@sh .ci/check-asan
 
 # One object set instrumented for libFuzzer, linked into one binary per target.
@@ -156,10 +163,12 @@ build/fuzz/fuzz-%: fuzz/harness.c $(FUZZ_OBJ)
 
 fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/fuzz-%)
 
-fuzz: deps hardening-deps fuzz-build
+fuzz: deps hardening-deps
+	@$(MAKE) --no-print-directory fuzz-build
 	@sh fuzz/run-targets $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
-fuzz-net: deps hardening-deps build
+fuzz-net: deps hardening-deps
+	@$(MAKE) --no-print-directory build
 	@/usr/bin/python3 fuzz/net/netfuzz.py --count $(FUZZ_NET_COUNT)
 
 # }======================================================
