@@ -259,6 +259,9 @@ describe("bearer inside nginx #integration", function()
     assert.matches("bearer.Engine(nginx,", out.engine, 1, true)
     assert.is_false(out.why_thread)
     assert.equal(5, out.threads)   -- the worker's own and thread_pool's 4: no engine thread
+    -- a pool thread's Lua VM is in the worker too, but the loop is not its
+    assert.same({ ran = true, on_loop = false, why = "not on the nginx worker's own thread" },
+                get_json(one, "/app/engine_in_pool"))
   end)
 
   describe("with few worker_connections", function()

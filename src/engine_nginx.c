@@ -42,6 +42,7 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bearer.h"
 
@@ -105,6 +106,9 @@ BEARER_INTERNAL const char *bearer_nginx_unavailable(void) {
     return "this nginx is not the one bearer was built against (version or module signature)";
   if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE)
     return "not in an nginx worker";
+  /* a thread pool's Lua VM is in the worker too, but nginx's loop is the
+  ** worker's initial thread's alone */
+  if (gettid() != getpid()) return "not on the nginx worker's own thread";
   if (!(ngx_event_flags & NGX_USE_EPOLL_EVENT)) return "nginx's event method is not epoll";
   return NULL;
 }

@@ -149,6 +149,12 @@ routes["/app/engine"] = function()
            why_thread = require("bearer.ngx.engine").why_thread or false }
 end
 
+-- What the C core says when a thread pool's Lua VM asks for the loop.
+routes["/app/engine_in_pool"] = function()
+  local ok, on_loop, why = ngx.run_worker_thread("bearer", "bearer.core", "engine_nginx")
+  return { ran = ok, on_loop = on_loop, why = why }
+end
+
 -- Calls n slow routes at once, each on a connection of its own (a
 -- client per call): with few worker_connections some find none.
 routes["/app/many"] = function()
