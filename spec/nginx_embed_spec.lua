@@ -300,6 +300,16 @@ describe("bearer inside nginx #integration", function()
       assert.equal(way == "loop" and 5 or 6, out.threads)
     end)
 
+    it("reports an 8 MB download's progress to on_progress", function()
+      emu:fault{ path = "/echo/big", type = "huge", bytes = 8 * 1024 * 1024 }
+      local out = get_json(three, "/app/progress")
+      emu:clear_faults()
+      assert.equal(8 * 1024 * 1024, out.bytes)
+      assert.is_true(out.calls >= 1)
+      assert.same({ 8 * 1024 * 1024, 8 * 1024 * 1024 }, out.last)
+      assert.is_true(out.growing)
+    end)
+
     local function no_signal()
       for _, line in ipairs(three:error_lines()) do
         assert.is_nil(line:find("signal", 1, true), line)

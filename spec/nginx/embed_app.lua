@@ -149,6 +149,20 @@ routes["/app/engine"] = function()
            why_thread = require("bearer.ngx.engine").why_thread or false }
 end
 
+-- An 8 MB download to a file with on_progress: what the handler saw.
+routes["/app/progress"] = function()
+  local path = os.tmpname()
+  os.remove(path)   -- a sink is a new file
+  local seen, growing = {}, true
+  local res, err = client{ timeout = 30 }:get("/echo/big", { sink = path, on_progress = function(done, total)
+    if #seen > 0 and done < seen[#seen][1] then growing = false end
+    seen[#seen + 1] = { done, total or false }
+  end })
+  os.remove(path)
+  if not res then return { error = err.code } end
+  return { bytes = res.bytes, calls = #seen, last = seen[#seen], growing = growing }
+end
+
 -- What the C core says when a thread pool's Lua VM asks for the loop.
 routes["/app/engine_in_pool"] = function()
   local ok, on_loop, why = ngx.run_worker_thread("bearer", "bearer.core", "engine_nginx")

@@ -110,15 +110,16 @@ local function report(t, progress, final)
 end
 
 --- Yields until transfer t, on the worker's loop, is done or `seconds`
--- have passed; its semaphore is posted once, when it is done.
+-- have passed; its semaphore is posted once, when it is done (a post
+-- before the first wait is kept: that wait returns at once).
 local function wait_on_loop(t, seconds, progress)
   local sema = setmetatable({ sem = ffi.cast("ngx_http_lua_sema_t *", t:waiter()) }, sema_mt)
   local slice = progress and M.progress_every or M.wait_slice
   local deadline = ngx.now() + seconds
-  while not t:done() and ngx.now() < deadline do
+  repeat
     sema:wait(slice)
     if progress then report(t, progress) end
-  end
+  until t:done() or ngx.now() >= deadline
   if progress then report(t, progress, true) end
 end
 
