@@ -261,6 +261,26 @@ describe("bearer inside nginx #integration", function()
     assert.equal(5, out.threads)   -- the worker's own and thread_pool's 4: no engine thread
   end)
 
+  -- libcurl 7.88 closes a socket still connecting (a connect timeout, a
+  -- call given up) before it says CURL_POLL_REMOVE for it: epoll has
+  -- forgotten the fd by then, and asking it to forget the fd again fails
+  -- (nginx's alert) or, were the number reused, would drop another file
+  it("fails calls whose connect times out, with no epoll error", function()
+    local hole = require("support.redis").start{ backlog = 0 }
+    local ok, why = pcall(function()
+      hole:black_hole()
+      for _ = 1, 3 do
+        assert.same({ code = "connect_timeout" }, get_json(one, "/app/connect?port=" .. hole.port))
+      end
+    end)
+    hole:stop()
+    assert(ok, why)
+    assert.equal(200, get_json(one, "/app/call?tag=after-hole").status)
+    for _, line in ipairs(one:error_lines()) do
+      assert.is_nil(line:find("epoll_ctl", 1, true), line)
+    end
+  end)
+
   describe("with few worker_connections", function()
     local small
     setup(function() small = start_nginx(emu, 1, "loop", 48) end)
