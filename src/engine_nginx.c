@@ -176,6 +176,11 @@ static ngx_connection_t *nginx_watch(bearer_nginx *n, curl_socket_t fd) {
   c->write->handler = nginx_on_socket;
   c->read->log = c->log;
   c->write->log = c->log;
+  /* like the resolver's sockets, the engine's own: a worker exiting with
+  ** calls in flight leaves them to the engine, which lua_close closes
+  ** (nginx would log an alert for each, and worker_shutdown_timeout would
+  ** hand each to the read handler to close) */
+  c->read->resolver = 1;
   n->conns[n->n_conns++] = c;
   return c;
 }
