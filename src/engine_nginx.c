@@ -40,6 +40,7 @@
 #include <ngx_core.h>
 #include <ngx_event.h>
 #endif
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -135,12 +136,17 @@ static void nginx_on_timer(ngx_event_t *ev) {
   nginx_act(n, CURL_SOCKET_TIMEOUT, 0);
 }
 
-/* Stops watching c's socket and gives c back to nginx's pool; the fd stays
-** open (libcurl's). An event of c already queued in this loop's batch is
-** dropped: fd -1 is how nginx's epoll loop tells a stale event. */
+/* Stops watching c's socket and gives c back to nginx's pool; the fd is
+** libcurl's to close. libcurl 7.88 closes a socket still connecting (a
+** connect timeout, a call given up) before it says CURL_POLL_REMOVE: epoll
+** dropped that fd with its close, so only the events' flags are cleared
+** (NGX_CLOSE_EVENT): an epoll_ctl on it fails, and nginx logs an alert.
+** An event of c already queued in this loop's batch is dropped: fd -1 is
+** how nginx's epoll loop tells a stale event. */
 static void nginx_unwatch(bearer_nginx *n, ngx_connection_t *c) {
-  if (c->read->active) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-  if (c->write->active) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+  ngx_uint_t gone = fcntl(c->fd, F_GETFD) == -1 ? NGX_CLOSE_EVENT : 0;
+  if (c->read->active) ngx_del_event(c->read, NGX_READ_EVENT, gone);
+  if (c->write->active) ngx_del_event(c->write, NGX_WRITE_EVENT, gone);
   /* braces: nginx's macro is two statements */
   if (c->read->posted) {
     ngx_delete_posted_event(c->read);
@@ -174,6 +180,11 @@ static ngx_connection_t *nginx_watch(bearer_nginx *n, curl_socket_t fd) {
   c->write->handler = nginx_on_socket;
   c->read->log = c->log;
   c->write->log = c->log;
+  /* like the resolver's sockets, the engine's own: a worker exiting with
+  ** calls in flight leaves them to the engine, which lua_close closes
+  ** (nginx would log an alert for each, and worker_shutdown_timeout would
+  ** hand each to the read handler to close) */
+  c->read->resolver = 1;
   n->conns[n->n_conns++] = c;
   return c;
 }

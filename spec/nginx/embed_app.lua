@@ -129,6 +129,15 @@ end
 
 routes["/app/init"] = function() return init_result end
 
+-- A call to 127.0.0.1:?port with a short connect timeout (the spec makes
+-- that port a black hole): its error code.
+routes["/app/connect"] = function()
+  local c = bearer.client{ base_url = "http://127.0.0.1:" .. tonumber(ngx.var.arg_port), key = KEY,
+                           max_retries = 0, connect_timeout = 0.2 }
+  local res, err = c:get("/x")
+  return { status = res and res.status, code = err and err.code }
+end
+
 -- A handler that leaves ten calls in flight on the engine and goes away:
 -- by raising (how=error) or by ngx.exit (how=exit), which kills the light
 -- threads waiting for them. The engine finishes them for nobody.

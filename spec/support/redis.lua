@@ -4,6 +4,9 @@
 --   local redis = require "support.redis"
 --   local server = redis.start()     -- server.url = "redis://127.0.0.1:N"
 --   server:pause() / server:resume() -- SIGSTOP/SIGCONT: a server that hangs
+--   redis.start{ backlog = 0 }       -- its listen backlog (default 511), for:
+--   server:black_hole()              -- paused, one connection queued: no other
+--                                    -- connect to its port completes
 --   server:stop()
 local core = require "bearer.core"
 local files = require "support.files"
@@ -19,7 +22,8 @@ local function answers(port)
   return ok and pong == "PONG"
 end
 
-function M.start()
+function M.start(opts)
+  local backlog = opts and opts.backlog or 511
   assert(core.redis, "bearer was built without hiredis (libhiredis-dev)")
   math.randomseed(os.time() + math.floor(core.monotime() * 1e6) % 100000)
   for _ = 1, 20 do
@@ -27,9 +31,10 @@ function M.start()
     if not answers(port) then
       local dir = files.tmpdir()
       local ok = os.execute(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no "
-        .. "--dir %s --logfile %s/log --pidfile %s/pid --daemonize yes >/dev/null 2>&1")
-        :format(port, dir, dir, dir))
-      local self = setmetatable({ port = port, dir = dir, url = "redis://127.0.0.1:" .. port }, M)
+        .. "--tcp-backlog %d --dir %s --logfile %s/log --pidfile %s/pid --daemonize yes >/dev/null 2>&1")
+        :format(port, backlog, dir, dir, dir))
+      local self = setmetatable({ port = port, dir = dir, url = "redis://127.0.0.1:" .. port,
+                                  backlog = backlog }, M)
       for _ = 1, 100 do
         if ok and answers(port) then
           self.pid = tonumber(files.read(dir .. "/pid"))
@@ -50,6 +55,13 @@ function M:command(argv)
   conn:close()
   assert(ok and not msg, msg)
   return value
+end
+
+function M:black_hole()
+  assert(self.backlog == 0, "black_hole() needs redis.start{ backlog = 0 }")
+  self:pause()
+  self.queued = assert(core.redis_connect("127.0.0.1", self.port, 1))
+  assert(core.redis_connect("127.0.0.1", self.port, 0.2) == nil, "a connect completed: no black hole")
 end
 
 function M:pause() os.execute("kill -STOP " .. self.pid) end
