@@ -262,6 +262,10 @@ describe("bearer inside nginx #integration", function()
     -- a pool thread's Lua VM is in the worker too, but the loop is not its
     assert.same({ ran = true, on_loop = false, why = "not on the nginx worker's own thread" },
                 get_json(one, "/app/engine_in_pool"))
+    -- one engine, one driver: no thread on top of the loop
+    local thread = get_json(one, "/app/engine_thread")
+    assert.is_false(thread.ok)
+    assert.matches("runs on nginx's event loop", thread.err, 1, true)
   end)
 
   -- libcurl 7.88 closes a socket still connecting (a connect timeout, a

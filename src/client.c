@@ -336,7 +336,8 @@ static bearer_transfer *client_start_transfer(lua_State *L, bearer_client *c,
   if (t == NULL) return NULL;
   if (bearer_engine_add(L, e, t, lua_gettop(L)) != 0) {
     bearer_transfer_release(t);
-    return luaL_error(L, "libcurl refused a transfer (curl_multi_add_handle)"), NULL;
+    return luaL_error(L, "could not start a transfer (out of memory, or libcurl's "
+                         "curl_multi_add_handle refused it)"), NULL;
   }
   return t;
 }

@@ -80,8 +80,8 @@ struct bearer_engine {
   size_t n_running;
   long max_conns;           /* the connection cache's size: a high-water mark */
   uint64_t next_token;
-  /* threaded mode: everything below the mutex guards is shared */
   bearer_nginx *nginx;      /* on an nginx worker's event loop (engine_nginx.c), or NULL */
+  /* threaded mode: everything below the mutex guards is shared */
   int threaded, stop;
   pthread_t thread;
   pthread_mutex_t mu;
@@ -717,6 +717,8 @@ static int engine_thread_lua(lua_State *L) {
     lua_pushstring(L, e->path);
     return 1;
   }
+  if (e->nginx != NULL)
+    return luaL_error(L, "engine_thread: the engine runs on nginx's event loop");
   if (e->n_running > 0)
     return luaL_error(L, "engine_thread: transfers are already running inline");
   const char *tmp = getenv("TMPDIR");

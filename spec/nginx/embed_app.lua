@@ -172,6 +172,12 @@ routes["/app/progress"] = function()
   return { bytes = res.bytes, calls = #seen, last = seen[#seen], growing = growing }
 end
 
+-- An engine thread asked for once the engine runs on the loop.
+routes["/app/engine_thread"] = function()
+  local ok, err = pcall(require("bearer.core").engine_thread)
+  return { ok = ok, err = not ok and tostring(err) or false }
+end
+
 -- What the C core says when a thread pool's Lua VM asks for the loop.
 routes["/app/engine_in_pool"] = function()
   local ok, on_loop, why = ngx.run_worker_thread("bearer", "bearer.core", "engine_nginx")
