@@ -54,4 +54,16 @@ describe("https #integration", function()
     assert.equal("https", res.json.scheme)
     assert.equal("Bearer " .. emulator.OVERTEN_KEY, res.json.authorization)
   end)
+
+  it("runs https calls inside nginx on the worker's engine (TLS, HTTP/2, at once)", function()
+    local res = assert(bearer.client{ base_url = server.url, max_retries = 0, timeout = 20 }
+                         :get("/via_bearer"))
+    assert.matches("bearer.Engine(nginx,", res.json.engine, 1, true)
+    assert.equal(5, #res.json.results)
+    for _, r in ipairs(res.json.results) do
+      assert.equal("https", r.scheme)
+      assert.equal("HTTP/2.0", r.protocol)
+      assert.equal("Bearer " .. emulator.OVERTEN_KEY, r.authorization)
+    end
+  end)
 end)
