@@ -9,11 +9,16 @@
 ** multiplexed on one connection where a server offers it over TLS. TLS
 ** sessions are shared through a share handle the engine owns.
 **
-** Two ways to drive it:
+** Three ways to drive it:
 ** - inline (plain Lua): step() runs libcurl in the caller's thread until
 **   something happened or the timeout passed; the Lua scheduler
 **   (bearer.gather) resumes the coroutines whose transfers are done.
-** - threaded (inside nginx, engine_thread()): a thread of the engine's own
+** - on nginx's loop (inside a worker, engine_nginx(), the default there):
+**   the worker's event loop watches libcurl's sockets and timeout and
+**   calls bearer_engine_act; a finished transfer posts the semaphore its
+**   handler waits on (engine_nginx.c).
+** - threaded (inside nginx where the loop cannot be used, engine_thread()):
+**   a thread of the engine's own
 **   runs libcurl; the worker's event loop must never block, and Lua has no
 **   way to wait on a file descriptor but a cosocket, so the engine thread
 **   also serves a unix socket. The worker's reader connects and subscribes
@@ -25,8 +30,8 @@
 **   what is ready, not for every transfer in flight), the engine socket
 **   and an eventfd; a start writes that eventfd only when the thread is
 **   about to sleep, so the calls of one busy moment cost one wakeup.
-** In neither way does Lua run while libcurl is on the stack; the engine
-** never calls Lua at all.
+** In no way does Lua run while libcurl is on the stack; the engine never
+** calls Lua at all.
 **
 ** Ownership: the engine keeps a list of its running transfers (C pointers,
 ** no Lua references: a transfer nobody holds is collected and its __gc
