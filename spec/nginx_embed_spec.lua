@@ -53,6 +53,13 @@ end
 
 local function get_json(server, path) return server:get_json(path) end
 
+-- No line of server's error log holds needle ("signal": a worker died).
+local function log_free_of(server, needle)
+  for _, line in ipairs(server:error_lines()) do
+    assert.is_nil(line:find(needle, 1, true), line)
+  end
+end
+
 describe("bearer inside nginx #integration", function()
   local emu, one
 
@@ -147,9 +154,7 @@ describe("bearer inside nginx #integration", function()
     emu:clear_faults()
     assert.equal(200, get_json(one, "/app/call?tag=after").status)
     assert.equal(pid, get_json(one, "/app/fast").pid)
-    for _, line in ipairs(one:error_lines()) do
-      assert.is_nil(line:find("signal", 1, true), line)
-    end
+    log_free_of(one, "signal")
   end)
 
   describe("webhook receiver", function()
@@ -250,9 +255,6 @@ describe("bearer inside nginx #integration", function()
     assert.same({}, one:error_lines())
   end)
 
-  -- The worker's engine thread against the worker's own thread: transfers
-  -- that finish before anyone waits, waiters that are gone, transfers
-  -- still in flight when the Lua state closes (a reload's old worker).
   it("runs transfers on the worker's own event loop: no engine thread", function()
     assert.equal(200, get_json(one, "/app/call?tag=loop").status)
     local out = get_json(one, "/app/engine")
@@ -283,9 +285,7 @@ describe("bearer inside nginx #integration", function()
     hole:stop()
     assert(ok, why)
     assert.equal(200, get_json(one, "/app/call?tag=after-hole").status)
-    for _, line in ipairs(one:error_lines()) do
-      assert.is_nil(line:find("epoll_ctl", 1, true), line)
-    end
+    log_free_of(one, "epoll_ctl")
   end)
 
   describe("with few worker_connections", function()
@@ -302,14 +302,15 @@ describe("bearer inside nginx #integration", function()
       assert.is_true((codes.worker_connections or 0) > 0, cjson.encode(codes))
       assert.equal(80, (codes.ok or 0) + codes.worker_connections, cjson.encode(codes))
       assert.equal(pid, get_json(small, "/app/fast").pid)
-      for _, line in ipairs(small:error_lines()) do
-        assert.is_nil(line:find("signal", 1, true), line)
-      end
+      log_free_of(small, "signal")
       -- the connections came back: a second round finds them again
       assert.same({ ok = 20 }, get_json(small, "/app/many?n=20"))
     end)
   end)
 
+  -- The engine against the worker, on the loop and on a thread: transfers
+  -- that finish before anyone waits, waiters that are gone, transfers
+  -- still in flight when the Lua state closes (a reload's old worker).
   for _, way in ipairs{ "loop", "thread" } do
   describe("engine lifetimes (" .. way .. ")", function()
     local three
@@ -334,19 +335,10 @@ describe("bearer inside nginx #integration", function()
       assert.is_true(out.growing)
     end)
 
-    local function no_signal()
-      for _, line in ipairs(three:error_lines()) do
-        assert.is_nil(line:find("signal", 1, true), line)
-      end
-    end
-
+    local function no_signal() log_free_of(three, "signal") end
     -- nginx's own alerts: at a worker's exit, one per socket the engine
     -- still held in an nginx connection ("open socket left in connection")
-    local function no_alert()
-      for _, line in ipairs(three:error_lines()) do
-        assert.is_nil(line:find("[alert]", 1, true), line)
-      end
-    end
+    local function no_alert() log_free_of(three, "[alert]") end
 
     local function alive(pid)
       return os.execute(("kill -0 %d 2>/dev/null"):format(pid))

@@ -91,8 +91,6 @@ struct bearer_nginx {
   ngx_cycle_t *cycle;           /* the worker's cycle: another one means exiting */
   ngx_event_t timer;            /* libcurl's timeout */
   ngx_connection_t timer_conn;  /* the timer's data: nginx's debug log reads an fd there */
-  ngx_connection_t **conns;     /* every socket watched now */
-  size_t n_conns, cap_conns;
 };
 
 BEARER_INTERNAL const char *bearer_nginx_unavailable(void) {
@@ -121,19 +119,16 @@ static int nginx_live(bearer_nginx *n) {
   return ngx_cycle == n->cycle;
 }
 
-static void nginx_act(bearer_nginx *n, curl_socket_t fd, int mask) {
-  bearer_engine_act(n->engine, fd, mask);
-}
-
 static void nginx_on_socket(ngx_event_t *ev) {
   ngx_connection_t *c = ev->data;
+  bearer_nginx *n = c->data;
   /* EPOLLERR and EPOLLHUP reach both handlers; IN lets libcurl read the error */
-  nginx_act(c->data, c->fd, ev->write ? CURL_CSELECT_OUT : CURL_CSELECT_IN);
+  bearer_engine_act(n->engine, c->fd, ev->write ? CURL_CSELECT_OUT : CURL_CSELECT_IN);
 }
 
 static void nginx_on_timer(ngx_event_t *ev) {
   bearer_nginx *n = (bearer_nginx *)((char *)ev - offsetof(bearer_nginx, timer));
-  nginx_act(n, CURL_SOCKET_TIMEOUT, 0);
+  bearer_engine_act(n->engine, CURL_SOCKET_TIMEOUT, 0);
 }
 
 /* Stops watching c's socket and gives c back to nginx's pool; the fd is
@@ -143,7 +138,7 @@ static void nginx_on_timer(ngx_event_t *ev) {
 ** (NGX_CLOSE_EVENT): an epoll_ctl on it fails, and nginx logs an alert.
 ** An event of c already queued in this loop's batch is dropped: fd -1 is
 ** how nginx's epoll loop tells a stale event. */
-static void nginx_unwatch(bearer_nginx *n, ngx_connection_t *c) {
+static void nginx_unwatch(ngx_connection_t *c) {
   ngx_uint_t gone = fcntl(c->fd, F_GETFD) == -1 ? NGX_CLOSE_EVENT : 0;
   if (c->read->active) ngx_del_event(c->read, NGX_READ_EVENT, gone);
   if (c->write->active) ngx_del_event(c->write, NGX_WRITE_EVENT, gone);
@@ -156,23 +151,11 @@ static void nginx_unwatch(bearer_nginx *n, ngx_connection_t *c) {
   }
   ngx_free_connection(c);
   c->fd = (ngx_socket_t)-1;
-  for (size_t i = 0; i < n->n_conns; i++)
-    if (n->conns[i] == c) {
-      n->conns[i] = n->conns[--n->n_conns];
-      break;
-    }
 }
 
 /* Takes an nginx connection for libcurl's socket fd; NULL when the
-** worker's connections are all in use (nginx logs that) or memory is out. */
+** worker's connections are all in use (nginx logs that). */
 static ngx_connection_t *nginx_watch(bearer_nginx *n, curl_socket_t fd) {
-  if (n->n_conns == n->cap_conns) {
-    size_t cap = n->cap_conns ? n->cap_conns * 2 : 64;
-    ngx_connection_t **p = realloc(n->conns, cap * sizeof(*p));
-    if (p == NULL) return NULL;
-    n->conns = p;
-    n->cap_conns = cap;
-  }
   ngx_connection_t *c = ngx_get_connection(fd, ngx_cycle->log);
   if (c == NULL) return NULL;
   c->data = n;
@@ -185,7 +168,6 @@ static ngx_connection_t *nginx_watch(bearer_nginx *n, curl_socket_t fd) {
   ** (nginx would log an alert for each, and worker_shutdown_timeout would
   ** hand each to the read handler to close) */
   c->read->resolver = 1;
-  n->conns[n->n_conns++] = c;
   return c;
 }
 
@@ -205,7 +187,7 @@ static int nginx_socket_cb(CURL *easy, curl_socket_t fd, int what, void *ud, voi
   ngx_connection_t *c = sockp;
   if (!nginx_live(n)) return 0;
   if (what == CURL_POLL_REMOVE) {
-    if (c != NULL) nginx_unwatch(n, c);
+    if (c != NULL) nginx_unwatch(c);
     curl_multi_assign(n->multi, fd, NULL);
     return 0;
   }
@@ -255,15 +237,20 @@ BEARER_INTERNAL bearer_nginx *bearer_nginx_attach(bearer_engine *e, CURLM *multi
 
 /* The engine closes: its multi handle's callbacks are taken off first (by
 ** the engine), so libcurl's cleanup, which closes the sockets, calls
-** nothing here. While nginx runs, the timer and connections go back to
-** it; at exit they are left as they are. */
+** nothing here. While nginx runs, the timer and the connections go back
+** to it; the connections are found in nginx's own array (its handler and
+** this engine as data), not listed here, so a transfer's sockets cost no
+** bookkeeping of ours. At exit they are left as they are. */
 BEARER_INTERNAL void bearer_nginx_free(bearer_nginx *n) {
   if (n == NULL) return;
   if (nginx_live(n)) {
     if (n->timer.timer_set) ngx_del_timer(&n->timer);
-    while (n->n_conns > 0) nginx_unwatch(n, n->conns[n->n_conns - 1]);
+    ngx_connection_t *c = n->cycle->connections;
+    for (ngx_uint_t i = 0; i < n->cycle->connection_n; i++)
+      if (c[i].fd != (ngx_socket_t)-1 && c[i].read->handler == nginx_on_socket
+          && c[i].data == n)
+        nginx_unwatch(&c[i]);
   }
-  free(n->conns);
   free(n);
 }
 

@@ -79,15 +79,14 @@ local function reader(premature)
   end
 end
 
---- This worker's engine: its thread started and its reader running.
+--- This worker's engine, set up on its first call: on the worker's loop,
+-- or its thread started and its reader running.
 local function ready(way)
   local me = ngx.worker.pid()
   if pid ~= me then
-    on_loop, M.why_thread = false, "configure{ engine = \"thread\" }"
-    if way ~= "thread" then on_loop, M.why_thread = core.engine_nginx() end
-    if on_loop then
-      M.why_thread = nil
-    else
+    if way == "thread" then on_loop, M.why_thread = false, "configure{ engine = \"thread\" }"
+    else on_loop, M.why_thread = core.engine_nginx() end
+    if not on_loop then
       path = core.engine_thread()
       ngx.log(ngx.INFO, "bearer: transfers run on an engine thread: ", M.why_thread)
     end
